@@ -1,0 +1,43 @@
+//! The `pgmig` binary: parses arguments, sets up logging, runs one command
+//! and maps the outcome to the exit codes of the CLI contract (0 success,
+//! 1 a check failed or data differ, 2 bad usage or config, 3 runtime failure).
+//! All behaviour lives in the library crates; this stays thin.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    match commands::run(&cli) {
+        Ok(code) => code.into(),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            commands::Outcome::RuntimeFailure.into()
+        }
+    }
+}
+
+/// Logs go to stderr: `-v` info, `-vv` debug, `-vvv` trace; `RUST_LOG` wins
+/// when set.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
