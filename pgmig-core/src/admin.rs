@@ -52,7 +52,8 @@ impl WalFunctions {
                 lsn_diff: "pg_wal_lsn_diff",
                 // pg_get_wal_replay_pause_state() arrived in 14; before it,
                 // "paused" only means that a pause was requested.
-                replay_pause_state: (major >= Major::V14).then_some("pg_get_wal_replay_pause_state"),
+                replay_pause_state: (major >= Major::V14)
+                    .then_some("pg_get_wal_replay_pause_state"),
             }
         } else {
             WalFunctions {
@@ -118,7 +119,10 @@ pub async fn current_wal_lsn(client: &impl GenericClient, version: ServerVersion
         "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN NULL ELSE {}() END",
         f.current_lsn
     );
-    let row = client.query_one(&sql, &[]).await.map_err(Error::query(what))?;
+    let row = client
+        .query_one(&sql, &[])
+        .await
+        .map_err(Error::query(what))?;
     if row.get::<_, bool>(0) {
         return Err(Error::NotAPrimary { what: what.into() });
     }
@@ -134,7 +138,10 @@ pub async fn last_replay_lsn(client: &impl GenericClient, version: ServerVersion
     let f = WalFunctions::for_major(version.major());
     let what = "read the last replayed LSN";
     let sql = format!("SELECT pg_is_in_recovery(), {}()", f.last_replay_lsn);
-    let row = client.query_one(&sql, &[]).await.map_err(Error::query(what))?;
+    let row = client
+        .query_one(&sql, &[])
+        .await
+        .map_err(Error::query(what))?;
     if !row.get::<_, bool>(0) {
         return Err(Error::NotAStandby { what: what.into() });
     }
@@ -154,7 +161,10 @@ pub async fn last_receive_lsn(
     let f = WalFunctions::for_major(version.major());
     let what = "read the last received LSN";
     let sql = format!("SELECT pg_is_in_recovery(), {}()", f.last_receive_lsn);
-    let row = client.query_one(&sql, &[]).await.map_err(Error::query(what))?;
+    let row = client
+        .query_one(&sql, &[])
+        .await
+        .map_err(Error::query(what))?;
     if !row.get::<_, bool>(0) {
         return Err(Error::NotAStandby { what: what.into() });
     }
@@ -172,18 +182,26 @@ pub async fn replay_pause_state(
 ) -> Result<ReplayPauseState> {
     let f = WalFunctions::for_major(version.major());
     let what = "read the replay pause state";
+    // The recovery control functions raise an error on a primary: only call
+    // them when in recovery, so a primary gets our NotAStandby.
     let sql = match f.replay_pause_state {
-        Some(state) => format!("SELECT pg_is_in_recovery(), {state}()"),
+        Some(state) => {
+            format!("SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN {state}() END")
+        }
         None => format!(
-            "SELECT pg_is_in_recovery(), CASE WHEN {}() THEN 'paused' ELSE 'not paused' END",
+            "SELECT pg_is_in_recovery(), CASE WHEN NOT pg_is_in_recovery() THEN NULL \
+             WHEN {}() THEN 'paused' ELSE 'not paused' END",
             f.is_replay_paused
         ),
     };
-    let row = client.query_one(&sql, &[]).await.map_err(Error::query(what))?;
+    let row = client
+        .query_one(&sql, &[])
+        .await
+        .map_err(Error::query(what))?;
     if !row.get::<_, bool>(0) {
         return Err(Error::NotAStandby { what: what.into() });
     }
-    let state: String = row.get(1);
+    let state: String = row.get::<_, Option<String>>(1).unwrap_or_default();
     match state.as_str() {
         "not paused" => Ok(ReplayPauseState::NotPaused),
         "pause requested" => Ok(ReplayPauseState::PauseRequested),
@@ -248,7 +266,11 @@ pub async fn pause_replay(
                 after: timeout,
             });
         }
-        let wait = if f.replay_pause_state.is_some() { POLL } else { settle };
+        let wait = if f.replay_pause_state.is_some() {
+            POLL
+        } else {
+            settle
+        };
         sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
 }

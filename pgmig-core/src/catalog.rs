@@ -145,9 +145,21 @@ fn user_relation_filter() -> String {
 /// The table-listing query for `major`.
 pub fn tables_sql(major: Major) -> String {
     // relkind 'p' and relispartition exist from 10; attgenerated from 12.
-    let kinds = if major >= Major::V10 { "'r', 'p'" } else { "'r'" };
-    let is_partition = if major >= Major::V10 { "c.relispartition" } else { "false" };
-    let generated = if major >= Major::V12 { "a.attgenerated = 's'" } else { "false" };
+    let kinds = if major >= Major::V10 {
+        "'r', 'p'"
+    } else {
+        "'r'"
+    };
+    let is_partition = if major >= Major::V10 {
+        "c.relispartition"
+    } else {
+        "false"
+    };
+    let generated = if major >= Major::V12 {
+        "a.attgenerated = 's'"
+    } else {
+        "false"
+    };
     let parent_schema = if major >= Major::V10 {
         "(SELECT pn.nspname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent \
          JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid AND c.relispartition LIMIT 1)"
@@ -210,7 +222,10 @@ fn replica_identity(code: &str) -> ReplicaIdentity {
 /// Lists the user tables — ordinary tables, partitioned parents and their
 /// leaves — with keys, unique indexes, columns and sizes, ordered by schema
 /// and name.
-pub async fn list_tables(client: &impl GenericClient, version: ServerVersion) -> Result<Vec<TableInfo>> {
+pub async fn list_tables(
+    client: &impl GenericClient,
+    version: ServerVersion,
+) -> Result<Vec<TableInfo>> {
     let rows = client
         .query(&tables_sql(version.major()), &[])
         .await
@@ -243,20 +258,26 @@ pub async fn list_tables(client: &impl GenericClient, version: ServerVersion) ->
             .zip(attnums)
             .zip(types)
             .zip(not_null.into_iter().zip(generated))
-            .map(|(((name, attnum), type_name), (not_null, generated))| ColumnInfo {
-                name,
-                attnum,
-                type_name,
-                not_null,
-                generated,
-            })
+            .map(
+                |(((name, attnum), type_name), (not_null, generated))| ColumnInfo {
+                    name,
+                    attnum,
+                    type_name,
+                    not_null,
+                    generated,
+                },
+            )
             .collect();
         let unique_indexes = index_rows
             .iter()
             .filter(|r| r.get::<_, u32>(0) == oid)
             .map(|r| UniqueIndex {
                 name: r.get(1),
-                columns: if r.get::<_, bool>(5) { Vec::new() } else { r.get(2) },
+                columns: if r.get::<_, bool>(5) {
+                    Vec::new()
+                } else {
+                    r.get(2)
+                },
                 is_constraint: r.get(3),
                 partial: r.get(4),
             })
@@ -265,7 +286,9 @@ pub async fn list_tables(client: &impl GenericClient, version: ServerVersion) ->
             oid,
             table: QualifiedTable::new(row.get::<_, String>(1), row.get::<_, String>(2)),
             kind,
-            parent: parent_schema.zip(parent_name).map(|(s, n)| QualifiedTable::new(s, n)),
+            parent: parent_schema
+                .zip(parent_name)
+                .map(|(s, n)| QualifiedTable::new(s, n)),
             table_bytes: row.get(7),
             total_bytes: row.get(8),
             // -1 (14+) or 0 with no pages (before 14) both mean "never analyzed".
@@ -313,7 +336,10 @@ pub async fn list_sequences(client: &impl GenericClient) -> Result<Vec<SequenceI
             _ => None,
         };
         let value = client
-            .query_one(&format!("SELECT last_value, is_called FROM {}", sequence.quoted()), &[])
+            .query_one(
+                &format!("SELECT last_value, is_called FROM {}", sequence.quoted()),
+                &[],
+            )
             .await
             .map_err(Error::query(format!("read sequence {sequence}")))?;
         out.push(SequenceInfo {
@@ -347,7 +373,12 @@ mod tests {
     #[test]
     fn pgmig_and_pglogical_are_never_user_data() {
         let filter = user_relation_filter();
-        for schema in ["'pgmig'", "'pglogical'", "'pg_catalog'", "'information_schema'"] {
+        for schema in [
+            "'pgmig'",
+            "'pglogical'",
+            "'pg_catalog'",
+            "'information_schema'",
+        ] {
             assert!(filter.contains(schema), "{schema}");
         }
         assert!(filter.contains("deptype = 'e'"));

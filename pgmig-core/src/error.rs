@@ -127,9 +127,10 @@ impl Error {
     /// Classifies the error. SQLSTATEs are mapped here and nowhere else.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Config(_) | Error::Lsn(_) | Error::NotAStandby { .. } | Error::NotAPrimary { .. } => {
-                ErrorKind::Usage
-            }
+            Error::Config(_)
+            | Error::Lsn(_)
+            | Error::NotAStandby { .. }
+            | Error::NotAPrimary { .. } => ErrorKind::Usage,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Protocol { .. } => ErrorKind::Other,

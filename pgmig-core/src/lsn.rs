@@ -73,7 +73,9 @@ impl FromStr for Lsn {
         };
         let trimmed = s.trim();
         if trimmed.is_empty() {
-            return Err(fail("empty; expected two hex numbers as X/Y, e.g. 16/B374D848"));
+            return Err(fail(
+                "empty; expected two hex numbers as X/Y, e.g. 16/B374D848",
+            ));
         }
         let (hi, lo) = trimmed
             .split_once('/')
@@ -170,8 +172,14 @@ mod tests {
     #[test]
     fn rejects_malformed_input_quoting_it() {
         let cases: &[(&str, &str)] = &[
-            ("", "empty; expected two hex numbers as X/Y, e.g. 16/B374D848"),
-            ("   ", "empty; expected two hex numbers as X/Y, e.g. 16/B374D848"),
+            (
+                "",
+                "empty; expected two hex numbers as X/Y, e.g. 16/B374D848",
+            ),
+            (
+                "   ",
+                "empty; expected two hex numbers as X/Y, e.g. 16/B374D848",
+            ),
             ("16B374D848", "missing '/'; expected X/Y, e.g. 16/B374D848"),
             ("1/2/3", "more than one '/'"),
             ("/1", "nothing before '/'"),
