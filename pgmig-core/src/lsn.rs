@@ -157,8 +157,8 @@ mod tests {
             ("0/0", 0),
             ("0/1", 1),
             ("16/B374D848", 0x16_B374_D848),
-            ("35FE3/B63D4718", 0x35FE3_B63D_4718),
-            ("35fe3/b63d4718", 0x35FE3_B63D_4718),
+            ("35FE3/B63D4718", 0x3_5FE3_B63D_4718),
+            ("35fe3/b63d4718", 0x3_5FE3_B63D_4718),
             ("  1/2\n", 0x1_0000_0002),
             ("0/0000000A", 0xA),
             ("00000001/00000000", 0x1_0000_0000),
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn prints_upper_case_without_padding() {
-        assert_eq!(Lsn(0x35FE3_B63D_4718).to_string(), "35FE3/B63D4718");
+        assert_eq!(Lsn(0x3_5FE3_B63D_4718).to_string(), "35FE3/B63D4718");
         assert_eq!(Lsn(0xA).to_string(), "0/A");
         assert_eq!(Lsn(u64::MAX).to_string(), "FFFFFFFF/FFFFFFFF");
     }
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn serde_is_the_postgres_string() {
-        let lsn = Lsn(0x35FE3_B63D_4718);
+        let lsn = Lsn(0x3_5FE3_B63D_4718);
         let json = serde_json::to_string(&lsn).unwrap();
         assert_eq!(json, "\"35FE3/B63D4718\"");
         assert_eq!(serde_json::from_str::<Lsn>(&json).unwrap(), lsn);

@@ -87,7 +87,7 @@ async fn pause_freezes_replay(primary_cluster: &Cluster, replica_cluster: &Clust
         )
         .await
         .unwrap();
-    assert_eq!(i64::from_str_radix(&controldata, 10).unwrap() as u64, sysid);
+    assert_eq!(controldata.parse::<i64>().unwrap() as u64, sysid);
 
     // Pause: returns the replay LSN it stopped at, and the state says so.
     assert_eq!(

@@ -1,0 +1,874 @@
+//! Tests of the whole module: parsing both forms, environment precedence,
+//! resolving, the driver config, redaction, and properties.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use proptest::prelude::*;
+
+use super::env::default_host;
+use super::*;
+
+fn parse(s: &str) -> ConnConfig {
+    ConnConfig::parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+}
+
+fn password(cfg: &ConnConfig) -> Option<&str> {
+    cfg.password().map(Secret::expose)
+}
+
+#[test]
+fn parses_key_value_strings() {
+    // (input, canonical Display, password)
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("", "", None),
+        ("  \t ", "", None),
+        (
+            "host=localhost port=5432 dbname=app user=alice",
+            "host=localhost port=5432 dbname=app user=alice",
+            None,
+        ),
+        (
+            "  dbname = app   user= alice host =h ",
+            "host=h dbname=app user=alice",
+            None,
+        ),
+        ("password='a b' host=h", "host=h", Some("a b")),
+        (r"password='it\'s \\ here'", "", Some(r"it's \ here")),
+        ("password=plain", "", Some("plain")),
+        (
+            "host=h1,h2 port=5432,5433",
+            "host=h1,h2 port=5432,5433",
+            None,
+        ),
+        ("host=a,b port=,5433", "host=a,b port=5432,5433", None),
+        ("host=/var/run/postgresql", "host=/var/run/postgresql", None),
+        (
+            "hostaddr=127.0.0.1 host=db",
+            "host=db hostaddr=127.0.0.1",
+            None,
+        ),
+        ("hostaddr=::1,10.0.0.1", "hostaddr=::1,10.0.0.1", None),
+        (
+            "sslmode=verify-full sslrootcert=/etc/ca.pem",
+            "sslmode=verify-full sslrootcert=/etc/ca.pem",
+            None,
+        ),
+        (
+            "connect_timeout=10 application_name='my app' options='-c statement_timeout=0'",
+            "connect_timeout=10 application_name='my app' options='-c statement_timeout=0'",
+            None,
+        ),
+        ("connect_timeout=-5", "connect_timeout=0", None),
+        (
+            "target_session_attrs=read-write",
+            "target_session_attrs=read-write",
+            None,
+        ),
+        (
+            "channel_binding=require load_balance_hosts=random",
+            "channel_binding=require load_balance_hosts=random",
+            None,
+        ),
+        (
+            "keepalives=0 keepalives_idle=30 keepalives_interval=5 keepalives_retries=3 tcp_user_timeout=1500",
+            "keepalives=0 keepalives_idle=30 keepalives_interval=5 keepalives_count=3 tcp_user_timeout=1500",
+            None,
+        ),
+        ("host=a host=b", "host=b", None),
+        ("host=a host=", "", None),
+        ("password=x password=''", "", None),
+        (r"dbname='it\'s'", r"dbname='it\'s'", None),
+        ("passfile=/home/u/.pgpass", "passfile=/home/u/.pgpass", None),
+        (
+            "sslcert=/c.pem sslkey=/k.pem",
+            "sslcert=/c.pem sslkey=/k.pem",
+            None,
+        ),
+    ];
+    for (input, display, pw) in cases {
+        let cfg = parse(input);
+        assert_eq!(cfg.to_string(), *display, "{input:?}");
+        assert_eq!(password(&cfg), *pw, "{input:?}");
+    }
+}
+
+#[test]
+fn parses_urls() {
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("postgres://", "", None),
+        ("postgresql://localhost", "host=localhost", None),
+        (
+            "postgresql://alice:s%40cret@db.example.com:6543/my%20db?sslmode=require&application_name=pgmig",
+            "host=db.example.com port=6543 dbname='my db' user=alice sslmode=require application_name=pgmig",
+            Some("s@cret"),
+        ),
+        (
+            "postgres://u@[::1]:5433/db",
+            "host=::1 port=5433 dbname=db user=u",
+            None,
+        ),
+        (
+            "postgres://[2001:db8::1]/db",
+            "host=2001:db8::1 dbname=db",
+            None,
+        ),
+        (
+            "postgres://h1:5432,h2:5433/db",
+            "host=h1,h2 port=5432,5433 dbname=db",
+            None,
+        ),
+        (
+            "postgres://h1,h2:5433/db",
+            "host=h1,h2 port=5432,5433 dbname=db",
+            None,
+        ),
+        (
+            "postgres://h1,[::1]:6000",
+            "host=h1,::1 port=5432,6000",
+            None,
+        ),
+        (
+            "postgres://%2Fvar%2Frun%2Fpostgresql/db",
+            "host=/var/run/postgresql dbname=db",
+            None,
+        ),
+        (
+            "postgresql:///mydb?host=/tmp&port=5433",
+            "host=/tmp port=5433 dbname=mydb",
+            None,
+        ),
+        ("postgres://:5433", "port=5433", None),
+        ("postgres://h:", "host=h", None),
+        (
+            "postgres://u:p@w@h/db",
+            "host=h dbname=db user=u",
+            Some("p@w"),
+        ),
+        ("postgres://u:p:w@h", "host=h user=u", Some("p:w")),
+        ("postgres://u:@h", "host=h user=u", None),
+        ("postgres://@h", "host=h", None),
+        (
+            "postgres://h/db?ssl=true",
+            "host=h dbname=db sslmode=require",
+            None,
+        ),
+        ("postgres://h?dbname=x&dbname=y", "host=h dbname=y", None),
+        ("postgres://h/db?", "host=h dbname=db", None),
+        (
+            "postgres://h/db?&&sslmode=disable&",
+            "host=h dbname=db sslmode=disable",
+            None,
+        ),
+        ("postgres://h/db?host=other", "host=other dbname=db", None),
+        (
+            "postgres://h/db?password=p%20w",
+            "host=h dbname=db",
+            Some("p w"),
+        ),
+        (
+            "postgres://h/db?options=-c%20search_path%3Dx",
+            "host=h dbname=db options='-c search_path=x'",
+            None,
+        ),
+        (
+            "postgres://h/d%C3%A9j%C3%A0",
+            "host=h dbname=d\u{e9}j\u{e0}",
+            None,
+        ),
+        ("  postgres://h/db  ", "host=h dbname=db", None),
+    ];
+    for (input, display, pw) in cases {
+        let cfg = parse(input);
+        assert_eq!(cfg.to_string(), *display, "{input:?}");
+        assert_eq!(password(&cfg), *pw, "{input:?}");
+    }
+}
+
+#[test]
+fn rejects_malformed_strings() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "host",
+            r#"invalid connection string: missing "=" after "host""#,
+        ),
+        ("foo=bar", r#"invalid connection option "foo""#),
+        ("Host=h", r#"invalid connection option "Host""#),
+        (
+            "port=abc",
+            r#"invalid value "abc" for connection option "port": expected a comma-separated list of port numbers (1-65535)"#,
+        ),
+        (
+            "port=0",
+            r#"invalid value "0" for connection option "port": expected a comma-separated list of port numbers (1-65535)"#,
+        ),
+        (
+            "port=65536",
+            r#"invalid value "65536" for connection option "port": expected a comma-separated list of port numbers (1-65535)"#,
+        ),
+        (
+            "sslmode=bogus",
+            r#"invalid value "bogus" for connection option "sslmode": expected disable, allow, prefer, require, verify-ca or verify-full"#,
+        ),
+        (
+            "hostaddr=db.example.com",
+            r#"invalid value "db.example.com" for connection option "hostaddr": expected a comma-separated list of numeric IP addresses"#,
+        ),
+        (
+            "host=a,,b",
+            r#"invalid value "a,,b" for connection option "host": expected a comma-separated list of non-empty host names or socket directories"#,
+        ),
+        (
+            "connect_timeout=soon",
+            r#"invalid value "soon" for connection option "connect_timeout": expected a whole number of seconds"#,
+        ),
+        (
+            "target_session_attrs=primary",
+            r#"connection option "target_session_attrs=primary" is not supported: the driver supports only any, read-write and read-only"#,
+        ),
+        (
+            "target_session_attrs=whatever",
+            r#"invalid value "whatever" for connection option "target_session_attrs": expected any, read-write or read-only"#,
+        ),
+        (
+            "service=foo",
+            r#"connection option "service" is not supported: connection service files are not read; give the parameters directly"#,
+        ),
+        (
+            "gssencmode=disable",
+            r#"connection option "gssencmode" is not supported: GSSAPI is not supported"#,
+        ),
+        (
+            "host=a,b,c port=1,2",
+            "invalid connection string: 2 ports for 3 hosts: give one port for all hosts, or one per host",
+        ),
+        (
+            "host=a,b hostaddr=127.0.0.1",
+            "invalid connection string: 2 hosts but 1 hostaddrs: give one hostaddr per host, or none",
+        ),
+        (
+            "password=my secret",
+            "invalid connection string: text without \"=\" after the password; quote a password that holds spaces: password='...'",
+        ),
+        (
+            "password=my secret=x",
+            "invalid connection string: unknown keyword after the password; quote a password that holds spaces: password='...'",
+        ),
+        (
+            "postgres://h:abc/db",
+            r#"invalid value "abc" for connection option "port": expected a port number (1-65535)"#,
+        ),
+        (
+            "postgres://[::1/db",
+            r#"invalid connection string: missing "]" after the IPv6 address in URL host "[::1""#,
+        ),
+        (
+            "postgres://[::1]x/db",
+            r#"invalid connection string: unexpected "x" after the IPv6 address in URL host "[::1]x""#,
+        ),
+        (
+            "postgres://u:p%zz@h",
+            r#"invalid connection string: invalid percent-encoding in the password: "%" must be followed by two hex digits"#,
+        ),
+        (
+            "postgres://u%ff@h",
+            r#"invalid connection string: invalid percent-encoding in the user name "u%ff": the decoded text is not UTF-8"#,
+        ),
+        (
+            "postgres://h/d%zzb",
+            r#"invalid connection string: invalid percent-encoding in the database name "d%zzb": "%" must be followed by two hex digits"#,
+        ),
+        (
+            "postgres://h%00/db",
+            r#"invalid connection string: invalid percent-encoding in URL host "h%00": %00 is not allowed"#,
+        ),
+        ("postgres://h?foo=bar", r#"invalid connection option "foo""#),
+        (
+            "postgres://h?sslmode",
+            r#"invalid connection string: URL query parameter "sslmode" has no "=" and value"#,
+        ),
+        (
+            "postgres://h?password=%zz",
+            r#"invalid connection string: invalid percent-encoding in the password: "%" must be followed by two hex digits"#,
+        ),
+        (
+            "postgres://h?port=%zz",
+            r#"invalid connection string: invalid percent-encoding in the value "%zz" of URL query parameter "port": "%" must be followed by two hex digits"#,
+        ),
+        (
+            "postgres://a,,b/db",
+            r#"invalid connection string: empty host in the URL's host list "a,,b""#,
+        ),
+        (
+            "postgres://a:1,b:2,c:3/db?port=5432,5433",
+            "invalid connection string: 2 ports for 3 hosts: give one port for all hosts, or one per host",
+        ),
+        (
+            "http://h/db",
+            r#"invalid connection string: missing "=" after "http://h/db""#,
+        ),
+    ];
+    for (input, want) in cases {
+        let err = ConnConfig::parse(input).expect_err(input);
+        assert_eq!(err.to_string(), *want, "{input:?}");
+    }
+}
+
+#[test]
+fn deserializes_from_a_string() {
+    #[derive(serde::Deserialize)]
+    struct Section {
+        dsn: ConnConfig,
+    }
+    let s: Section = serde_json::from_str(r#"{"dsn":"postgres://u:pw@h/db"}"#).unwrap();
+    assert_eq!(s.dsn.to_string(), "host=h dbname=db user=u");
+    assert_eq!(password(&s.dsn), Some("pw"));
+    let err = serde_json::from_str::<Section>(r#"{"dsn":"host=h password=pw nope=1"}"#)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.starts_with("invalid connection string: unknown keyword after the password"),
+        "{err}"
+    );
+    assert!(!err.contains("pw "), "{err}");
+}
+
+#[test]
+fn from_str_and_set() {
+    let cfg: ConnConfig = "host=h".parse().unwrap();
+    assert_eq!(cfg.host(), Some("h"));
+    let mut cfg = cfg;
+    cfg.set("port", "6000").unwrap();
+    cfg.set("host", "").unwrap();
+    assert_eq!(cfg.to_string(), "port=6000");
+    assert!(cfg.set("nope", "1").is_err());
+}
+
+#[test]
+fn accessors_and_builders() {
+    let cfg = parse(
+        "host=a,b port=5433,5434 dbname=d user=u password=pw sslmode=require \
+         application_name=app connect_timeout=7 options='-c x=y'",
+    );
+    assert_eq!(cfg.hosts(), ["a", "b"]);
+    assert_eq!(cfg.host(), Some("a"));
+    assert_eq!(cfg.ports(), [5433, 5434]);
+    assert_eq!(cfg.port(), 5433);
+    assert_eq!(cfg.port_for(1), 5434);
+    assert_eq!(cfg.dbname(), Some("d"));
+    assert_eq!(cfg.user(), Some("u"));
+    assert!(cfg.has_password());
+    assert_eq!(cfg.sslmode(), SslMode::Require);
+    assert_eq!(cfg.application_name(), Some("app"));
+    assert_eq!(
+        cfg.connect_timeout(),
+        Some(std::time::Duration::from_secs(7))
+    );
+    assert_eq!(cfg.options(), Some("-c x=y"));
+    assert_eq!(cfg.target_session_attrs(), TargetSessionAttrs::Any);
+
+    let other = cfg
+        .clone()
+        .with_dbname("postgres")
+        .with_application_name("pgmig check");
+    assert_eq!(other.dbname(), Some("postgres"));
+    assert_eq!(other.application_name(), Some("pgmig check"));
+    assert_eq!(other.hosts(), cfg.hosts());
+    assert!(other.has_password());
+    assert_ne!(other, cfg);
+
+    let moved = cfg.clone().with_host("c", 6000);
+    assert_eq!(moved.to_string().split(' ').next(), Some("host=c"));
+    assert_eq!(moved.ports(), [6000]);
+
+    let defaults = ConnConfig::default();
+    assert_eq!(defaults.port(), 5432);
+    assert_eq!(defaults.sslmode(), SslMode::Prefer);
+    assert_eq!(defaults.connect_timeout(), None);
+    assert!(!defaults.has_password());
+    assert_eq!(parse("connect_timeout=0").connect_timeout(), None);
+}
+
+fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |name: &str| map.get(name).cloned()
+}
+
+#[test]
+fn environment_fills_what_the_string_leaves_out() {
+    let env = env_of(&[
+        ("PGHOST", "envhost"),
+        ("PGPORT", "6000"),
+        ("PGUSER", "envuser"),
+        ("PGDATABASE", "envdb"),
+        ("PGAPPNAME", "envapp"),
+        ("PGOPTIONS", "-c a=b"),
+        ("PGCONNECT_TIMEOUT", "9"),
+        ("PGSSLMODE", "disable"),
+        ("PGTARGETSESSIONATTRS", "read-only"),
+        ("USER", "osuser"),
+    ]);
+    let cfg = parse("host=explicit dbname=mine")
+        .resolve_with(&env)
+        .unwrap();
+    assert_eq!(
+        cfg.to_string(),
+        "host=explicit port=6000 dbname=mine user=envuser sslmode=disable connect_timeout=9 \
+         application_name=envapp options='-c a=b' target_session_attrs=read-only"
+    );
+
+    // Explicit values win over every variable.
+    let cfg = parse("host=h port=1 user=u dbname=d sslmode=require application_name=a")
+        .resolve_with(&env)
+        .unwrap();
+    assert_eq!(cfg.hosts(), ["h"]);
+    assert_eq!(cfg.ports(), [1]);
+    assert_eq!(cfg.user(), Some("u"));
+    assert_eq!(cfg.dbname(), Some("d"));
+    assert_eq!(cfg.sslmode(), SslMode::Require);
+    assert_eq!(cfg.application_name(), Some("a"));
+
+    // Resolving twice changes nothing.
+    assert_eq!(cfg.resolve_with(&env).unwrap(), cfg);
+}
+
+#[test]
+fn libpq_defaults() {
+    let cfg = ConnConfig::default()
+        .resolve_with(&env_of(&[("USER", "osuser")]))
+        .unwrap();
+    assert_eq!(cfg.hosts(), [default_host()]);
+    assert_eq!(cfg.ports(), [5432]);
+    assert_eq!(cfg.user(), Some("osuser"));
+    assert_eq!(cfg.dbname(), Some("osuser"));
+    assert_eq!(cfg.sslmode(), SslMode::Prefer);
+    assert!(!cfg.has_password());
+
+    let cfg = parse("user=me")
+        .resolve_with(&env_of(&[("USER", "osuser")]))
+        .unwrap();
+    assert_eq!(cfg.dbname(), Some("me"));
+
+    let cfg = ConnConfig::default()
+        .resolve_with(&env_of(&[("LOGNAME", "logname")]))
+        .unwrap();
+    assert_eq!(cfg.user(), Some("logname"));
+
+    let err = ConnConfig::default()
+        .resolve_with(&env_of(&[]))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no user name to connect as: set user= in the connection string, PGUSER or USER"
+    );
+
+    // Empty variables count as unset.
+    let cfg = ConnConfig::default()
+        .resolve_with(&env_of(&[("USER", "u"), ("PGHOST", ""), ("PGPORT", "")]))
+        .unwrap();
+    assert_eq!(cfg.ports(), [5432]);
+
+    // hostaddr alone: no default host is added.
+    let cfg = parse("hostaddr=127.0.0.1 user=u")
+        .resolve_with(&env_of(&[]))
+        .unwrap();
+    assert!(cfg.hosts().is_empty());
+    assert_eq!(cfg.hostaddrs(), ["127.0.0.1".parse::<IpAddr>().unwrap()]);
+}
+
+#[test]
+fn environment_errors_name_the_variable() {
+    let err = ConnConfig::default()
+        .resolve_with(&env_of(&[("USER", "u"), ("PGPORT", "fifty")]))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "invalid environment variable PGPORT");
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert_eq!(
+        source,
+        r#"invalid value "fifty" for connection option "port": expected a comma-separated list of port numbers (1-65535)"#
+    );
+
+    let err = ConnConfig::default()
+        .resolve_with(&env_of(&[
+            ("USER", "u"),
+            ("PGHOST", "a,b,c"),
+            ("PGPORT", "1,2"),
+        ]))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid connection string: 2 ports for 3 hosts: give one port for all hosts, or one per host"
+    );
+}
+
+#[test]
+fn root_certificate_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_string_lossy().into_owned();
+    let root = format!("{home}/.postgresql/root.crt");
+    let env = env_of(&[("USER", "u"), ("HOME", &home)]);
+
+    let cfg = parse("sslmode=verify-full").resolve_with(&env).unwrap();
+    assert_eq!(cfg.sslrootcert(), Some(root.as_str()));
+    let cfg = parse("sslmode=verify-ca sslrootcert=/ca.pem")
+        .resolve_with(&env)
+        .unwrap();
+    assert_eq!(cfg.sslrootcert(), Some("/ca.pem"));
+
+    // require verifies only when the default file exists.
+    let cfg = parse("sslmode=require").resolve_with(&env).unwrap();
+    assert_eq!(cfg.sslrootcert(), None);
+    std::fs::create_dir(dir.path().join(".postgresql")).unwrap();
+    std::fs::write(&root, "").unwrap();
+    let cfg = parse("sslmode=require").resolve_with(&env).unwrap();
+    assert_eq!(cfg.sslrootcert(), Some(root.as_str()));
+    let cfg = parse("sslmode=prefer").resolve_with(&env).unwrap();
+    assert_eq!(cfg.sslrootcert(), None);
+
+    // sslrootcert=system implies verify-full and refuses weaker modes.
+    let cfg = parse("sslrootcert=system").resolve_with(&env).unwrap();
+    assert_eq!(cfg.sslmode(), SslMode::VerifyFull);
+    let cfg = parse("sslrootcert=system sslmode=verify-ca")
+        .resolve_with(&env)
+        .unwrap();
+    assert_eq!(cfg.sslmode(), SslMode::VerifyCa);
+    assert_eq!(
+        parse("sslrootcert=system sslmode=require")
+            .resolve_with(&env)
+            .unwrap_err()
+            .to_string(),
+        "invalid connection string: sslmode=require may not be used with sslrootcert=system (use verify-full or verify-ca)"
+    );
+
+    let err = parse("sslmode=verify-ca")
+        .resolve_with(&env_of(&[("USER", "u")]))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid connection string: sslmode=verify-ca needs a root certificate: set sslrootcert \
+         (HOME is not set, so ~/.postgresql/root.crt cannot be used)"
+    );
+}
+
+#[cfg(unix)]
+fn write_passfile(path: &std::path::Path, contents: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn password_sources_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_string_lossy().into_owned();
+    write_passfile(&dir.path().join(".pgpass"), "*:*:*:*:from-home-pgpass\n");
+    let other = dir.path().join("other.pgpass");
+    write_passfile(&other, "b:5433:d:u:from-other-b\n*:*:*:*:from-other-any\n");
+    let other = other.to_string_lossy().into_owned();
+    let keyword = dir.path().join("keyword.pgpass");
+    write_passfile(&keyword, "*:*:*:*:from-keyword\n");
+    let keyword = keyword.to_string_lossy().into_owned();
+
+    let pw = |dsn: &str, vars: &[(&str, &str)]| {
+        let mut all = vec![("USER", "u"), ("HOME", home.as_str())];
+        all.extend_from_slice(vars);
+        parse(dsn)
+            .resolve_with(&env_of(&all))
+            .unwrap()
+            .password()
+            .map(|s| s.expose().to_owned())
+    };
+    // ~/.pgpass, then PGPASSFILE, then the passfile keyword.
+    assert_eq!(pw("host=a", &[]).as_deref(), Some("from-home-pgpass"));
+    assert_eq!(
+        pw("host=a", &[("PGPASSFILE", &other)]).as_deref(),
+        Some("from-other-any")
+    );
+    assert_eq!(
+        pw(
+            &format!("host=a passfile={keyword}"),
+            &[("PGPASSFILE", &other)]
+        )
+        .as_deref(),
+        Some("from-keyword")
+    );
+    // PGPASSWORD and the string's password both beat any passfile; the string beats PGPASSWORD.
+    assert_eq!(
+        pw("host=a", &[("PGPASSWORD", "from-env")]).as_deref(),
+        Some("from-env")
+    );
+    assert_eq!(
+        pw("host=a password=from-string", &[("PGPASSWORD", "from-env")]).as_deref(),
+        Some("from-string")
+    );
+    // With several hosts, the first host that matches gives the password.
+    let only_b = dir.path().join("only-b.pgpass");
+    write_passfile(&only_b, "b:5433:d:u:pw-b\n");
+    let only_b = only_b.to_string_lossy().into_owned();
+    assert_eq!(
+        pw(
+            &format!("host=a,b port=5432,5433 dbname=d passfile={only_b}"),
+            &[]
+        )
+        .as_deref(),
+        Some("pw-b")
+    );
+    assert_eq!(
+        pw(
+            &format!("host=a,c port=5432,5433 dbname=d passfile={only_b}"),
+            &[]
+        ),
+        None
+    );
+    // No HOME and no passfile: no password, no error.
+    let cfg = parse("host=a")
+        .resolve_with(&env_of(&[("USER", "u")]))
+        .unwrap();
+    assert!(!cfg.has_password());
+}
+
+#[test]
+fn driver_config() {
+    use tokio_postgres::config::{Host, SslMode as D};
+    let cfg = parse(
+        "host=h1,h2 port=5433 dbname=d user=u password=pw sslmode=verify-full \
+         connect_timeout=3 application_name=a options=-cx=y keepalives=0 target_session_attrs=read-write",
+    );
+    let pg = cfg.to_tokio_config();
+    assert_eq!(
+        pg.get_hosts(),
+        [Host::Tcp("h1".into()), Host::Tcp("h2".into())]
+    );
+    assert_eq!(pg.get_ports(), [5433]);
+    assert_eq!(pg.get_dbname(), Some("d"));
+    assert_eq!(pg.get_user(), Some("u"));
+    assert_eq!(pg.get_password(), Some(&b"pw"[..]));
+    assert_eq!(pg.get_ssl_mode(), D::Require);
+    assert_eq!(
+        pg.get_connect_timeout(),
+        Some(&std::time::Duration::from_secs(3))
+    );
+    assert_eq!(pg.get_application_name(), Some("a"));
+    assert_eq!(pg.get_options(), Some("-cx=y"));
+    assert!(!pg.get_keepalives());
+    assert_eq!(
+        pg.get_target_session_attrs(),
+        tokio_postgres::config::TargetSessionAttrs::ReadWrite
+    );
+
+    let mode = |s: &str| parse(s).to_tokio_config().get_ssl_mode();
+    assert_eq!(mode("host=h"), D::Prefer);
+    assert_eq!(mode("host=h sslmode=allow"), D::Prefer);
+    assert_eq!(mode("host=h sslmode=disable"), D::Disable);
+    assert_eq!(mode("host=h sslmode=require"), D::Require);
+    assert_eq!(mode("host=h sslmode=verify-ca"), D::Require);
+    // Unix sockets never use TLS.
+    assert_eq!(mode("host=/var/run/postgresql sslmode=require"), D::Disable);
+    assert_eq!(mode("host=/tmp,h sslmode=require"), D::Require);
+    let pg = parse("host=/tmp").to_tokio_config();
+    assert_eq!(pg.get_hosts(), [Host::Unix("/tmp".into())]);
+
+    // hostaddr alone: the addresses double as host names for TLS.
+    let pg = parse("hostaddr=127.0.0.1,::1").to_tokio_config();
+    assert_eq!(
+        pg.get_hosts(),
+        [Host::Tcp("127.0.0.1".into()), Host::Tcp("::1".into())]
+    );
+    assert_eq!(pg.get_hostaddrs().len(), 2);
+}
+
+const PW: &str = "Sup3r-S3cret-Pw";
+
+/// Connection strings holding [`PW`], valid and not.
+fn strings_with_password() -> Vec<String> {
+    [
+        "host=h password={PW}",
+        "host=h password='{PW} with space' user=u",
+        "password={PW} extra",
+        "password={PW} extra=x",
+        "password={PW} extra=x host=h",
+        "password='{PW}",
+        "password = '{PW}' port=abc",
+        "password={PW} sslmode=bogus",
+        "host=h,,b password={PW}",
+        "password={PW} service=x",
+        "postgres://u:{PW}@h/db",
+        "postgresql://u:{PW}@h:5432/db?sslmode=require",
+        "postgres://u:{PW}@h:bad/db",
+        "postgres://u:{PW}%zz@h",
+        "postgres://u:{PW}@[::1/db",
+        "postgres://u:{PW}@a,,b/db",
+        "postgres://u:{PW}@h/d%zz",
+        "postgres://h/db?password={PW}",
+        "postgres://h/db?password={PW}&foo=1",
+        "postgres://h/db?password={PW}%zz",
+        "postgres://h/db?foo=1&password={PW}",
+        "jdbc:postgresql://u:{PW}@h/db",
+        "u:{PW}@h",
+        "host=h u:{PW}@h",
+    ]
+    .iter()
+    .map(|t| t.replace("{PW}", PW))
+    .collect()
+}
+
+#[test]
+fn passwords_never_shown() {
+    let env = env_of(&[("USER", "u"), ("PGPASSWORD", PW)]);
+    for s in strings_with_password() {
+        let redacted = redact_dsn(&s);
+        assert!(!redacted.contains(PW), "redact_dsn({s:?}) = {redacted:?}");
+        let shown = match ConnConfig::parse(&s) {
+            Ok(cfg) => {
+                assert!(cfg.has_password(), "{s:?}");
+                let resolved = cfg.resolve_with(&env).unwrap();
+                format!(
+                    "{cfg} {cfg:?} {cfg:#?} {} {resolved} {resolved:?}",
+                    cfg.redacted()
+                )
+            }
+            Err(e) => format!("{e} {e:?}"),
+        };
+        assert!(!shown.contains(PW), "{s:?} shown as {shown:?}");
+    }
+
+    // From the environment too.
+    let cfg = ConnConfig::default().resolve_with(&env).unwrap();
+    assert_eq!(password(&cfg), Some(PW));
+    assert!(!format!("{cfg} {cfg:?}").contains(PW));
+    let err = ConnConfig::default()
+        .resolve_with(&env_of(&[("PGPASSWORD", PW), ("PGPORT", "x")]))
+        .unwrap_err();
+    assert!(!format!("{err} {err:?}").contains(PW));
+}
+
+#[test]
+fn connection_error_target_is_redacted() {
+    let cfg = parse(&format!("host=h port=1 user=u password={PW}"));
+    assert_eq!(cfg.redacted(), "host=h port=1 user=u");
+    let debug = format!("{cfg:?}");
+    assert_eq!(
+        debug,
+        r#"ConnConfig { host: "h", port: "1", user: "u", password: ******** }"#
+    );
+}
+
+fn host_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z][a-z0-9.-]{0,15}",
+        "/[a-zA-Z0-9_./ -]{0,15}",
+        any::<std::net::Ipv4Addr>().prop_map(|a| a.to_string()),
+        any::<std::net::Ipv6Addr>().prop_map(|a| a.to_string()),
+    ]
+}
+
+fn text() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(any::<String>().prop_filter("non-empty", |s| !s.is_empty()))
+}
+
+prop_compose! {
+    fn hosts_and_ports()(hosts in proptest::collection::vec(host_strategy(), 0..4))
+        (ports in match hosts.len() {
+            0 | 1 => proptest::collection::vec(1..=u16::MAX, 0..=1).boxed(),
+            n => prop_oneof![
+                proptest::collection::vec(1..=u16::MAX, 0..=1),
+                proptest::collection::vec(1..=u16::MAX, n..=n),
+            ].boxed(),
+        }, hosts in Just(hosts))
+        -> (Vec<String>, Vec<u16>) {
+        (hosts, ports)
+    }
+}
+
+prop_compose! {
+    fn configs()(
+        (hosts, ports) in hosts_and_ports(),
+        (dbname, user, password) in (text(), text(), text()),
+        (application_name, options, passfile, sslrootcert) in (text(), text(), text(), text()),
+        sslmode in proptest::option::of(proptest::sample::select(SslMode::ALL.to_vec())),
+        connect_timeout in proptest::option::of(0..100_000u64),
+        tsa in proptest::option::of(proptest::sample::select(vec![
+            TargetSessionAttrs::Any, TargetSessionAttrs::ReadWrite, TargetSessionAttrs::ReadOnly,
+        ])),
+        keepalives in proptest::option::of(any::<bool>()),
+        keepalives_count in proptest::option::of(any::<u32>()),
+    ) -> ConnConfig {
+        ConnConfig {
+            hosts,
+            ports,
+            dbname,
+            user,
+            password: password.map(Secret::new),
+            application_name,
+            options,
+            passfile,
+            sslrootcert,
+            sslmode,
+            connect_timeout,
+            target_session_attrs: tsa,
+            keepalives,
+            keepalives_count,
+            ..ConnConfig::default()
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn parse_never_panics(s in any::<String>()) {
+        let _ = ConnConfig::parse(&s);
+        let _ = redact_dsn(&s);
+    }
+
+    #[test]
+    fn url_parse_never_panics(s in "[a-z0-9:@/?&=%,\\[\\]._ -]{0,40}") {
+        for scheme in ["postgres://", "postgresql://"] {
+            let s = format!("{scheme}{s}");
+            let _ = ConnConfig::parse(&s);
+            let _ = redact_dsn(&s);
+        }
+    }
+
+    #[test]
+    fn display_round_trips(cfg in configs()) {
+        let shown = cfg.to_string();
+        let back = ConnConfig::parse(&shown)
+            .map_err(|e| TestCaseError::fail(format!("{shown:?}: {e}")))?;
+        let mut want = cfg.clone();
+        want.password = None;
+        prop_assert_eq!(back, want, "{}", shown);
+    }
+
+    #[test]
+    fn passwords_stay_hidden(pw in "ZqX[A-Za-z0-9 !#%&()*+,./:;<>?@^_{|}~'\\\\=-]{4,20}") {
+        let quoted = format!("'{}'", pw.replace('\\', "\\\\").replace('\'', "\\'"));
+        let kv = format!("host=h password={quoted} user=u");
+        let cfg = ConnConfig::parse(&kv).unwrap();
+        prop_assert_eq!(password(&cfg), Some(pw.as_str()));
+        let shown = format!("{cfg} {cfg:?} {}", redact_dsn(&kv));
+        prop_assert!(!shown.contains("ZqX"), "{}", shown);
+
+        // Unquoted and broken: still masked in redact_dsn and errors.
+        let broken = format!("host=h password={pw} user=u");
+        let shown = match ConnConfig::parse(&broken) {
+            Ok(cfg) => format!("{cfg} {cfg:?}"),
+            Err(e) => format!("{e} {e:?}"),
+        };
+        prop_assert!(!shown.contains("ZqX"), "{}", shown);
+        prop_assert!(!redact_dsn(&broken).contains("ZqX"));
+
+        let encoded: String = percent_encoding::utf8_percent_encode(&pw, percent_encoding::NON_ALPHANUMERIC).to_string();
+        let url = format!("postgres://u:{encoded}@h/db");
+        let cfg = ConnConfig::parse(&url).unwrap();
+        prop_assert_eq!(password(&cfg), Some(pw.as_str()));
+        let shown = format!("{cfg} {cfg:?} {}", redact_dsn(&url));
+        prop_assert!(!shown.contains("ZqX"), "{}", shown);
+        let query = format!("postgres://h/db?password={encoded}");
+        prop_assert!(!redact_dsn(&query).contains("ZqX"));
+    }
+}
