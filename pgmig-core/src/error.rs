@@ -82,6 +82,14 @@ pub enum Error {
         detail: String,
     },
 
+    /// pgmig's recorded state in the target does not allow the step (a
+    /// migration of another source, a different P, no migration yet).
+    #[error("{detail}")]
+    State {
+        /// What is wrong and what to do.
+        detail: String,
+    },
+
     /// A blocking admin call did not finish in time.
     #[error("{what} did not finish within {after:?}")]
     Timeout {
@@ -130,7 +138,8 @@ impl Error {
             Error::Config(_)
             | Error::Lsn(_)
             | Error::NotAStandby { .. }
-            | Error::NotAPrimary { .. } => ErrorKind::Usage,
+            | Error::NotAPrimary { .. }
+            | Error::State { .. } => ErrorKind::Usage,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Protocol { .. } => ErrorKind::Other,

@@ -14,7 +14,9 @@ pub mod config;
 pub mod error;
 pub mod ident;
 pub mod lsn;
+pub mod plan;
 pub mod role;
+pub mod state;
 pub mod version;
 
 pub use error::{Error, ErrorKind, Result};

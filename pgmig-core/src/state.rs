@@ -1,0 +1,317 @@
+//! pgmig's own state, kept in the target's schema `pgmig` so that it cannot
+//! be lost with a laptop: the migration (which source, the plan, the pause
+//! LSN P), the slots pgmig created with their LSNs at creation, and a step
+//! log. Later steps add their own tables (load chunks, CDC progress) to the
+//! same schema. `pgmig cleanup` drops it; verification and DMS mappings never
+//! include it.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::PgLsn;
+
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::plan::Plan;
+
+/// The schema that holds pgmig's state in the target.
+pub const SCHEMA: &str = "pgmig";
+
+/// The statements that create the state schema; each is idempotent.
+pub const SCHEMA_SQL: &[&str] = &[
+    "CREATE SCHEMA IF NOT EXISTS pgmig",
+    "CREATE TABLE IF NOT EXISTS pgmig.migration (\
+       id int PRIMARY KEY CHECK (id = 1), \
+       source_system_identifier numeric(20,0) NOT NULL, \
+       source_database text NOT NULL, \
+       plan jsonb NOT NULL, \
+       pause_lsn pg_lsn, \
+       paused_at timestamptz, \
+       created_at timestamptz NOT NULL DEFAULT now())",
+    "CREATE TABLE IF NOT EXISTS pgmig.slot (\
+       name text PRIMARY KEY, \
+       plugin text NOT NULL, \
+       created_by_pgmig boolean NOT NULL, \
+       restart_lsn pg_lsn NOT NULL, \
+       confirmed_flush_lsn pg_lsn NOT NULL, \
+       sets_verified_lsn pg_lsn, \
+       recorded_at timestamptz NOT NULL DEFAULT now())",
+    "CREATE TABLE IF NOT EXISTS pgmig.step_log (\
+       id bigserial PRIMARY KEY, \
+       step text NOT NULL, \
+       status text NOT NULL, \
+       detail text, \
+       at timestamptz NOT NULL DEFAULT now())",
+];
+
+/// The migration row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MigrationRecord {
+    /// The source cluster's system identifier.
+    pub source_system_identifier: u64,
+    /// The source database.
+    pub source_database: String,
+    /// The slot plan.
+    pub plan: Plan,
+    /// P, once the snapshot step has recorded it.
+    pub pause_lsn: Option<Lsn>,
+    /// When P was recorded.
+    #[serde(skip)]
+    pub paused_at: Option<SystemTime>,
+}
+
+/// What pgmig recorded about one slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotRecord {
+    /// The slot name.
+    pub name: String,
+    /// Its output plugin (`pglogical`).
+    pub plugin: String,
+    /// Whether pgmig created it (only those are dropped without `--force`).
+    pub created_by_pgmig: bool,
+    /// `restart_lsn` when pgmig created or adopted it.
+    pub restart_lsn: Lsn,
+    /// `confirmed_flush_lsn` when pgmig created or adopted it.
+    pub confirmed_flush_lsn: Lsn,
+    /// The source's WAL position when its replication sets were last
+    /// verified complete; the snapshot needs this to be ≤ P.
+    pub sets_verified_lsn: Option<Lsn>,
+}
+
+async fn table_exists(client: &impl GenericClient, table: &str) -> Result<bool> {
+    let row = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .map_err(Error::query("look for pgmig's state"))?;
+    Ok(row.get(0))
+}
+
+/// Creates the state schema and tables when missing.
+pub async fn ensure_schema(client: &impl GenericClient) -> Result<()> {
+    for sql in SCHEMA_SQL {
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(Error::query("create pgmig's state schema in the target"))?;
+    }
+    Ok(())
+}
+
+/// Reads the migration row, or `None` when the target holds no pgmig state.
+pub async fn load_migration(client: &impl GenericClient) -> Result<Option<MigrationRecord>> {
+    if !table_exists(client, "pgmig.migration").await? {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT source_system_identifier::text, source_database, plan::text, pause_lsn, paused_at \
+             FROM pgmig.migration WHERE id = 1",
+            &[],
+        )
+        .await
+        .map_err(Error::query("read the migration state"))?;
+    let Some(row) = row else { return Ok(None) };
+    let sysid: String = row.get(0);
+    let plan: String = row.get(2);
+    let corrupt = |detail: String| Error::Protocol {
+        what: "read the migration state".into(),
+        detail,
+    };
+    Ok(Some(MigrationRecord {
+        source_system_identifier: sysid
+            .parse()
+            .map_err(|_| corrupt(format!("system identifier {sysid:?}")))?,
+        source_database: row.get(1),
+        plan: serde_json::from_str(&plan).map_err(|e| corrupt(format!("plan: {e}")))?,
+        pause_lsn: row.get::<_, Option<PgLsn>>(3).map(Lsn::from),
+        paused_at: row.get(4),
+    }))
+}
+
+/// Records the migration's source and plan.
+///
+/// A target that already holds the state of a migration from another source
+/// (another system identifier or database) is refused: that is a wiring
+/// mistake. The plan may change until P is recorded, not after.
+pub async fn init_migration(
+    client: &impl GenericClient,
+    source_system_identifier: u64,
+    source_database: &str,
+    plan: &Plan,
+) -> Result<MigrationRecord> {
+    ensure_schema(client).await?;
+    let plan_json = serde_json::to_string(plan).map_err(|e| Error::Protocol {
+        what: "serialize the plan".into(),
+        detail: e.to_string(),
+    })?;
+    if let Some(existing) = load_migration(client).await? {
+        if existing.source_system_identifier != source_system_identifier
+            || existing.source_database != source_database
+        {
+            return Err(Error::State {
+                detail: format!(
+                    "the target already holds pgmig's state of a migration from database {:?} of \
+                     system {}, not {:?} of system {}; point --target at the right server or run \
+                     `pgmig cleanup` against it first",
+                    existing.source_database,
+                    existing.source_system_identifier,
+                    source_database,
+                    source_system_identifier
+                ),
+            });
+        }
+        if existing.plan == *plan {
+            return Ok(existing);
+        }
+        if let Some(p) = existing.pause_lsn {
+            return Err(Error::State {
+                detail: format!(
+                    "the plan cannot change after the snapshot at {p}; run `pgmig cleanup` to start over"
+                ),
+            });
+        }
+    }
+    client
+        .execute(
+            "INSERT INTO pgmig.migration (id, source_system_identifier, source_database, plan) \
+             VALUES (1, $1::text::numeric, $2, $3::text::jsonb) \
+             ON CONFLICT (id) DO UPDATE SET plan = EXCLUDED.plan",
+            &[
+                &source_system_identifier.to_string(),
+                &source_database,
+                &plan_json,
+            ],
+        )
+        .await
+        .map_err(Error::query("record the migration"))?;
+    load_migration(client)
+        .await?
+        .ok_or_else(|| Error::Protocol {
+            what: "record the migration".into(),
+            detail: "the row is missing after the insert".into(),
+        })
+}
+
+/// Records P. Refuses to replace a different P unless `replace` (a new
+/// snapshot before any data was loaded).
+pub async fn set_pause_lsn(client: &impl GenericClient, p: Lsn, replace: bool) -> Result<()> {
+    let row = client
+        .query_opt(
+            "SELECT pause_lsn FROM pgmig.migration WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(Error::query("read the recorded pause LSN"))?;
+    let Some(row) = row else {
+        return Err(Error::State {
+            detail: "no migration is recorded in the target; run `pgmig setup` first".into(),
+        });
+    };
+    if let Some(old) = row.get::<_, Option<PgLsn>>(0).map(Lsn::from)
+        && old != p
+        && !replace
+    {
+        return Err(Error::State {
+            detail: format!(
+                "the migration is already pinned at P = {old}; a new snapshot at {p} would not match the data \
+                 loaded from {old}. Run `pgmig cleanup` to start over"
+            ),
+        });
+    }
+    client
+        .execute(
+            "UPDATE pgmig.migration SET pause_lsn = $1, paused_at = now() WHERE id = 1",
+            &[&PgLsn::from(p)],
+        )
+        .await
+        .map_err(Error::query("record the pause LSN"))?;
+    Ok(())
+}
+
+/// Records a slot; a slot already recorded keeps its original creation LSNs
+/// and ownership.
+pub async fn record_slot(client: &impl GenericClient, slot: &SlotRecord) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO pgmig.slot (name, plugin, created_by_pgmig, restart_lsn, confirmed_flush_lsn) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+            &[
+                &slot.name,
+                &slot.plugin,
+                &slot.created_by_pgmig,
+                &PgLsn::from(slot.restart_lsn),
+                &PgLsn::from(slot.confirmed_flush_lsn),
+            ],
+        )
+        .await
+        .map_err(Error::query(format!("record slot {}", slot.name)))?;
+    Ok(())
+}
+
+/// Records that the slot's replication sets were verified complete while the
+/// source was at `lsn`.
+pub async fn set_sets_verified(client: &impl GenericClient, slot: &str, lsn: Lsn) -> Result<()> {
+    client
+        .execute(
+            "UPDATE pgmig.slot SET sets_verified_lsn = $2 WHERE name = $1",
+            &[&slot, &PgLsn::from(lsn)],
+        )
+        .await
+        .map_err(Error::query(format!("record the set check of slot {slot}")))?;
+    Ok(())
+}
+
+/// Forgets a slot (after pgmig dropped it).
+pub async fn forget_slot(client: &impl GenericClient, slot: &str) -> Result<()> {
+    if table_exists(client, "pgmig.slot").await? {
+        client
+            .execute("DELETE FROM pgmig.slot WHERE name = $1", &[&slot])
+            .await
+            .map_err(Error::query(format!("forget slot {slot}")))?;
+    }
+    Ok(())
+}
+
+/// The recorded slots, by name; empty when the target holds no state.
+pub async fn slots(client: &impl GenericClient) -> Result<Vec<SlotRecord>> {
+    if !table_exists(client, "pgmig.slot").await? {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT name, plugin, created_by_pgmig, restart_lsn, confirmed_flush_lsn, sets_verified_lsn \
+             FROM pgmig.slot ORDER BY name",
+            &[],
+        )
+        .await
+        .map_err(Error::query("read the recorded slots"))?;
+    Ok(rows
+        .iter()
+        .map(|r| SlotRecord {
+            name: r.get(0),
+            plugin: r.get(1),
+            created_by_pgmig: r.get(2),
+            restart_lsn: Lsn::from(r.get::<_, PgLsn>(3)),
+            confirmed_flush_lsn: Lsn::from(r.get::<_, PgLsn>(4)),
+            sets_verified_lsn: r.get::<_, Option<PgLsn>>(5).map(Lsn::from),
+        })
+        .collect())
+}
+
+/// Appends to the step log.
+pub async fn log_step(
+    client: &impl GenericClient,
+    step: &str,
+    status: &str,
+    detail: Option<&str>,
+) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO pgmig.step_log (step, status, detail) VALUES ($1, $2, $3)",
+            &[&step, &status, &detail],
+        )
+        .await
+        .map_err(Error::query(format!("log step {step}")))?;
+    Ok(())
+}
