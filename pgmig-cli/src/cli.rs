@@ -27,6 +27,42 @@ pub struct GlobalArgs {
     /// Print one JSON document on stdout instead of text, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Print the exact SQL the command would run, per server, and run nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Answer yes to the question asked before the first change to the source.
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    /// The config file (default: ./pgmig.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// The source (production primary): a libpq string or postgres:// URL.
+    #[arg(
+        long,
+        global = true,
+        env = "PGMIG_SOURCE",
+        hide_env_values = true,
+        value_name = "DSN"
+    )]
+    pub source: Option<String>,
+    /// The maintenance replica (a physical standby of the source).
+    #[arg(
+        long,
+        global = true,
+        env = "PGMIG_REPLICA",
+        hide_env_values = true,
+        value_name = "DSN"
+    )]
+    pub replica: Option<String>,
+    /// The target (the new primary).
+    #[arg(
+        long,
+        global = true,
+        env = "PGMIG_TARGET",
+        hide_env_values = true,
+        value_name = "DSN"
+    )]
+    pub target: Option<String>,
 }
 
 /// pgmig's commands. More arrive with each step of the runbook.
@@ -35,6 +71,37 @@ pub enum Command {
     /// Work with log sequence numbers (LSNs).
     #[command(subcommand)]
     Lsn(LsnCommand),
+    /// Preflight: source settings, pglogical, replica ↔ source, target, data.
+    ///
+    /// One report over the three servers; every problem comes with its fix.
+    /// Exits 1 when any blocker is found.
+    #[command(
+        after_help = "Example:\n  pgmig --source 'host=prod dbname=app' --replica 'host=maint dbname=app' \\\n        --target 'postgres://admin@new:5432/app?sslmode=verify-full' check"
+    )]
+    Check {
+        /// How many slots are planned (for the capacity checks); the plan's
+        /// count when a plan is configured.
+        #[arg(long, default_value_t = 6)]
+        slots: usize,
+    },
+    /// Steps 1–4: pglogical extension, provider node, replication sets and
+    /// logical slots on the source, recorded in the target.
+    ///
+    /// Asks before the first change to the source (--yes for automation);
+    /// --dry-run prints the exact SQL. Safe to run again.
+    #[command(
+        after_help = "Example:\n  pgmig setup --slots 6 --dry-run\n  pgmig setup --slots 6 --yes"
+    )]
+    Setup(SetupArgs),
+    /// Steps 5–7: pause the replica, capture P, prove every slot and set
+    /// existed before P, record P in the target.
+    ///
+    /// Refuses (exit 1) and resumes the replica when a slot is newer than P.
+    #[command(after_help = "Example:\n  pgmig snapshot")]
+    Snapshot,
+    /// Step 11: resume WAL replay on the maintenance replica and confirm it.
+    #[command(after_help = "Example:\n  pgmig resume-replica")]
+    ResumeReplica,
     /// Start a local lab (source, maintenance replica, target) and run a whole
     /// migration under live writes.
     #[command(after_help = "Example:\n  pgmig demo")]
@@ -54,4 +121,22 @@ pub enum LsnCommand {
         /// The second LSN.
         b: Lsn,
     },
+}
+
+/// `pgmig setup` options.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// How many slots to spread the tables over when no plan is configured.
+    #[arg(long, default_value_t = 6)]
+    pub slots: usize,
+    /// The pglogical node name (default: pgmig_provider).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The DSN stored in pglogical's node catalog (default: the source
+    /// connection without password). Must not contain a password.
+    #[arg(long, value_name = "DSN")]
+    pub node_dsn: Option<String>,
+    /// Drop and recreate a node whose DSN differs (only when no subscription uses it).
+    #[arg(long)]
+    pub recreate_node: bool,
 }

@@ -5,21 +5,34 @@
 
 mod cli;
 mod commands;
+mod exit;
+mod settings;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::cli::Cli;
+use crate::exit::Outcome;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
-    match commands::run(&cli) {
-        Ok(code) => code.into(),
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return Outcome::RuntimeFailure.into();
+        }
+    };
+    match runtime.block_on(commands::run(&cli)) {
+        Ok(outcome) => outcome.into(),
         Err(err) => {
             eprintln!("error: {err:#}");
-            commands::Outcome::RuntimeFailure.into()
+            exit::classify(&err).into()
         }
     }
 }

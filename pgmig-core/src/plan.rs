@@ -71,15 +71,16 @@ impl Plan {
     /// A simple plan: `slots` slots (at least one, at most one per table)
     /// named [`default_slot_name`], tables dealt out largest first to the
     /// slot with the fewest bytes so far. Partitioned parents hold no rows
-    /// and are left out: their leaves are planned. Deterministic for the
-    /// same input.
+    /// and are left out: their leaves are planned. Unlogged tables are left
+    /// out too: neither a standby nor logical decoding can see their rows
+    /// (`pgmig check` lists them). Deterministic for the same input.
     pub fn balanced(tables: &[TableInfo], slots: usize) -> Result<Plan, PlanError> {
         if slots == 0 {
             return Err(PlanError::NoSlots);
         }
         let mut planned: Vec<PlannedTable> = tables
             .iter()
-            .filter(|t| t.kind != TableKind::PartitionedParent)
+            .filter(|t| t.kind != TableKind::PartitionedParent && !t.unlogged)
             .map(|t| PlannedTable {
                 table: t.table.clone(),
                 has_primary_key: t.has_primary_key(),

@@ -1,0 +1,355 @@
+//! The verified snapshot: pause the maintenance replica, capture P, and
+//! prove the correctness invariant before a single row is loaded.
+//!
+//! In order, without changing anything until the first check passed:
+//!
+//! 1. the replica is a standby of *this* source (same system identifier);
+//! 2. pause replay (unless already paused) and read P;
+//! 3. every planned slot exists on the source with plugin `pglogical`, and
+//!    its `confirmed_flush_lsn` ≤ P — a slot created, or consumed, past P
+//!    would silently lose the transactions in between;
+//! 4. every slot's replication sets were verified complete (by setup) at a
+//!    source LSN ≤ P, and still are;
+//! 5. each slot can be peeked with its two sets (a smoke test that decoding
+//!    works; nothing is consumed);
+//! 6. the replica is still paused at exactly P.
+//!
+//! When a check fails after pgmig paused the replica, replay is resumed so
+//! everything is left as it was; a replica that was already paused stays
+//! paused.
+
+use std::time::Duration;
+
+use pgmig_core::admin;
+use pgmig_core::ident::quote_literal;
+use pgmig_core::plan::Plan;
+use pgmig_core::state::{self, SlotRecord};
+use pgmig_core::{Lsn, ServerVersion};
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+use tracing::{info, warn};
+
+use crate::decoder::{decoding_options, peek_changes};
+use crate::error::{Error, Refusal};
+use crate::replication_set::{
+    SetTable, insert_truncate_set_name, update_delete_set_name, verify_membership,
+};
+use crate::slot::SlotName;
+use crate::statement::Statement;
+
+/// How long pausing and resuming may take.
+pub const PAUSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the replay LSN must stand still before 14 to count as paused.
+pub const PAUSE_SETTLE: Duration = Duration::from_millis(500);
+
+/// What the snapshot proved for one slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotProof {
+    /// The slot.
+    pub slot: String,
+    /// Its `confirmed_flush_lsn` at the check (≤ P).
+    pub confirmed_flush_lsn: Lsn,
+    /// Its `restart_lsn` at the check.
+    pub restart_lsn: Lsn,
+    /// Where the source stood when setup verified its sets (≤ P).
+    pub sets_verified_lsn: Lsn,
+    /// How many tables its sets hold.
+    pub tables: usize,
+    /// How many changes a peek returned (at most [`PEEK_LIMIT`]).
+    pub peeked_changes: usize,
+}
+
+/// How many changes the smoke-test peek asks for.
+pub const PEEK_LIMIT: i32 = 10;
+
+/// The result of a verified snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    /// P: the replica's replay LSN while paused.
+    pub pause_lsn: Lsn,
+    /// Whether the replica was already paused before this call.
+    pub was_already_paused: bool,
+    /// The source's system identifier, shared by the replica.
+    pub system_identifier: u64,
+    /// One proof per planned slot.
+    pub slots: Vec<SlotProof>,
+}
+
+/// The statements the snapshot runs, per server and in order, for
+/// `--dry-run`: the pause (the only change, undone when a check fails), the
+/// reads that prove the invariant, and the record of P in the target.
+pub fn snapshot_sql(replica_version: ServerVersion, plan: &Plan) -> Result<Vec<Statement>, Error> {
+    use pgmig_core::ServerRole::{Replica, Source, Target};
+    let f = admin::WalFunctions::for_major(replica_version.major());
+    let sysid = "SELECT system_identifier FROM pg_control_system()";
+    let mut out = vec![
+        Statement::new(Source, "read the source's system identifier", sysid),
+        Statement::new(Replica, "read the replica's system identifier", sysid),
+        Statement::new(
+            Replica,
+            "pause WAL replay",
+            format!("SELECT {}()", f.replay_pause),
+        ),
+        Statement::new(Replica, "read P", format!("SELECT {}()", f.last_replay_lsn)),
+    ];
+    for group in &plan.slots {
+        let slot = SlotName::new(&group.slot)?;
+        out.push(
+            Statement::new(Source, format!("check slot {slot}"), SLOT_SQL).bind(slot.as_str()),
+        );
+        let sets = [
+            update_delete_set_name(&slot),
+            insert_truncate_set_name(&slot),
+        ];
+        let options = decoding_options(&[sets[0].as_str(), sets[1].as_str()]);
+        // The peek as psql would run it (the reader binds the same values).
+        let args = options
+            .iter()
+            .map(|o| quote_literal(o))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push(Statement::new(
+            Source,
+            format!("peek slot {slot} with its sets"),
+            format!(
+                "SELECT count(*) FROM pg_catalog.pg_logical_slot_peek_changes({}, NULL, {PEEK_LIMIT}, {args})",
+                quote_literal(slot.as_str())
+            ),
+        ));
+    }
+    out.push(
+        Statement::new(
+            Target,
+            "record P",
+            "UPDATE pgmig.migration SET pause_lsn = $1, paused_at = now() WHERE id = 1",
+        )
+        .bind("<P, read above>"),
+    );
+    Ok(out)
+}
+
+const SLOT_SQL: &str = "SELECT plugin::text, confirmed_flush_lsn, restart_lsn FROM pg_replication_slots \
+     WHERE slot_name = $1 AND database = current_database()";
+
+struct SlotRow {
+    plugin: String,
+    confirmed_flush_lsn: Option<Lsn>,
+    restart_lsn: Option<Lsn>,
+}
+
+async fn slot_row(source: &impl GenericClient, slot: &str) -> Result<Option<SlotRow>, Error> {
+    let row = source
+        .query_opt(SLOT_SQL, &[&slot])
+        .await
+        .map_err(pgmig_core::Error::query(format!("read slot {slot}")))?;
+    Ok(row.map(|r| SlotRow {
+        plugin: r.get::<_, Option<String>>(0).unwrap_or_default(),
+        confirmed_flush_lsn: r
+            .get::<_, Option<tokio_postgres::types::PgLsn>>(1)
+            .map(Lsn::from),
+        restart_lsn: r
+            .get::<_, Option<tokio_postgres::types::PgLsn>>(2)
+            .map(Lsn::from),
+    }))
+}
+
+/// Pauses the replica, proves the invariant for every slot of the plan that
+/// setup recorded in the target, and records P there; see the module docs.
+/// Idempotent: on a replica already paused at the recorded P it re-proves
+/// and reports the same P.
+pub async fn take_snapshot(
+    source: &impl GenericClient,
+    replica: &impl GenericClient,
+    target: &impl GenericClient,
+) -> Result<Snapshot, Error> {
+    // 1. State and wiring, before any change.
+    let migration = state::load_migration(target)
+        .await?
+        .ok_or(Refusal::NoMigration)?;
+    let recorded = state::slots(target).await?;
+    let source_sysid = admin::system_identifier(source).await?;
+    if migration.source_system_identifier != source_sysid {
+        return Err(Refusal::StateOfOtherSource {
+            recorded: migration.source_system_identifier,
+            source_id: source_sysid,
+        }
+        .into());
+    }
+    if !admin::is_in_recovery(replica).await? {
+        return Err(Refusal::ReplicaNotStandby.into());
+    }
+    let replica_sysid = admin::system_identifier(replica).await?;
+    if replica_sysid != source_sysid {
+        return Err(Refusal::ReplicaOfOtherSource {
+            source_id: source_sysid,
+            replica: replica_sysid,
+        }
+        .into());
+    }
+    let rv = ServerVersion::query(replica).await?;
+    let was_already_paused = admin::is_replay_paused(replica, rv).await?;
+
+    // 2. Pause and read P.
+    let p = admin::pause_replay(replica, rv, PAUSE_TIMEOUT, PAUSE_SETTLE).await?;
+    info!(pause_lsn = %p, already = was_already_paused, "replica paused");
+
+    let proven = async {
+        if let Some(old) = migration.pause_lsn
+            && old != p
+        {
+            return Err(Error::from(Refusal::PauseLsnChanged {
+                recorded: old,
+                now: p,
+            }));
+        }
+        let slots = prove(source, replica, rv, &migration.plan, &recorded, p).await?;
+        state::set_pause_lsn(target, p, false).await?;
+        state::log_step(target, "snapshot", "done", Some(&format!("P = {p}"))).await?;
+        Ok(slots)
+    }
+    .await;
+    match proven {
+        Ok(slots) => Ok(Snapshot {
+            pause_lsn: p,
+            was_already_paused,
+            system_identifier: source_sysid,
+            slots,
+        }),
+        Err(err) => {
+            if !was_already_paused {
+                warn!(error = %err, "snapshot refused; resuming the replica as it was");
+                if let Err(resume) = admin::resume_replay(replica, rv, PAUSE_TIMEOUT).await {
+                    return Err(Error::ResumeAfterFailure {
+                        original: Box::new(err),
+                        source: resume,
+                    });
+                }
+            }
+            Err(err)
+        }
+    }
+}
+
+/// What resuming the replica found and did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resumed {
+    /// Whether replay was paused before.
+    pub was_paused: bool,
+    /// The replay LSN when resumed (P if the snapshot's pause was undone).
+    pub replay_lsn: Lsn,
+}
+
+/// Resumes WAL replay on the replica (the runbook's step 11) and confirms
+/// that it runs. Resuming a running replica is not an error.
+pub async fn resume_replica(replica: &impl GenericClient) -> Result<Resumed, Error> {
+    let rv = ServerVersion::query(replica).await?;
+    let was_paused = admin::is_replay_paused(replica, rv).await?;
+    let replay_lsn = admin::last_replay_lsn(replica, rv).await?;
+    admin::resume_replay(replica, rv, PAUSE_TIMEOUT).await?;
+    info!(was_paused, %replay_lsn, "replica resumed");
+    Ok(Resumed {
+        was_paused,
+        replay_lsn,
+    })
+}
+
+/// The statements `resume-replica` runs, for `--dry-run`.
+pub fn resume_sql(replica_version: ServerVersion) -> Vec<Statement> {
+    let f = admin::WalFunctions::for_major(replica_version.major());
+    vec![Statement::new(
+        pgmig_core::ServerRole::Replica,
+        "resume WAL replay",
+        format!("SELECT {}()", f.replay_resume),
+    )]
+}
+
+async fn prove(
+    source: &impl GenericClient,
+    replica: &impl GenericClient,
+    rv: ServerVersion,
+    plan: &Plan,
+    recorded: &[SlotRecord],
+    p: Lsn,
+) -> Result<Vec<SlotProof>, Error> {
+    let mut proofs = Vec::with_capacity(plan.slots.len());
+    for group in &plan.slots {
+        let name = SlotName::new(&group.slot)?;
+        let slot = name.as_str();
+        // 3. The slot existed, unconsumed, at P.
+        let row = slot_row(source, slot)
+            .await?
+            .ok_or_else(|| Refusal::SlotMissing {
+                slot: slot.to_owned(),
+            })?;
+        if row.plugin != "pglogical" {
+            return Err(Refusal::SlotWrongPlugin {
+                slot: slot.to_owned(),
+                plugin: row.plugin,
+            }
+            .into());
+        }
+        let confirmed = row.confirmed_flush_lsn.unwrap_or(Lsn::INVALID);
+        if confirmed.is_invalid() || confirmed > p {
+            return Err(Refusal::SlotAfterPause {
+                slot: slot.to_owned(),
+                confirmed_flush_lsn: confirmed,
+                pause_lsn: p,
+            }
+            .into());
+        }
+        // 4. Its sets were complete before P, and still are.
+        let verified = recorded
+            .iter()
+            .find(|r| r.name == slot)
+            .and_then(|r| r.sets_verified_lsn)
+            .ok_or_else(|| Refusal::SetsNotVerified {
+                slot: slot.to_owned(),
+            })?;
+        if verified > p {
+            return Err(Refusal::SetsVerifiedAfterPause {
+                slot: slot.to_owned(),
+                verified_lsn: verified,
+                pause_lsn: p,
+            }
+            .into());
+        }
+        let expected: Vec<SetTable> = group.tables.iter().map(SetTable::from).collect();
+        let problems = verify_membership(source, &name, &expected).await?;
+        if !problems.is_empty() {
+            return Err(Refusal::MembershipIncomplete {
+                slot: slot.to_owned(),
+                problems: problems.iter().map(ToString::to_string).collect(),
+            }
+            .into());
+        }
+        // 5. Decoding works for this slot and its sets.
+        let sets = [
+            update_delete_set_name(&name),
+            insert_truncate_set_name(&name),
+        ];
+        let peeked = peek_changes(
+            source,
+            slot,
+            &[sets[0].as_str(), sets[1].as_str()],
+            None,
+            Some(i64::from(PEEK_LIMIT)),
+        )
+        .await?
+        .len();
+        proofs.push(SlotProof {
+            slot: slot.to_owned(),
+            confirmed_flush_lsn: confirmed,
+            restart_lsn: row.restart_lsn.unwrap_or(Lsn::INVALID),
+            sets_verified_lsn: verified,
+            tables: group.tables.len(),
+            peeked_changes: peeked,
+        });
+    }
+    // 6. Still frozen at exactly P.
+    let now = admin::last_replay_lsn(replica, rv).await?;
+    if now != p || !admin::is_replay_paused(replica, rv).await? {
+        return Err(Refusal::ReplayMoved { pause_lsn: p, now }.into());
+    }
+    Ok(proofs)
+}
