@@ -627,7 +627,7 @@ fn unknown_key(key: &str) -> ConfigError {
             reason: (*reason).to_owned(),
         },
         None => ConfigError::UnknownOption {
-            key: conninfo::mask_credentials(key),
+            key: conninfo::mask_credentials(key, ""),
         },
     }
 }

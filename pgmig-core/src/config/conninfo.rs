@@ -7,7 +7,8 @@
 //! `\'` and `\\` inside quotes).
 
 use super::ConfigError;
-use super::secret::MASK;
+use super::redact::is_password_key;
+pub(crate) use super::redact::mask_credentials;
 
 /// One `key=value` pair as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub(crate) fn tokenize(s: &str) -> Result<Vec<Pair>, ConfigError> {
         if it.peek().is_none() {
             break;
         }
-        let after_password = pairs.last().is_some_and(|p| p.key == "password");
+        let after_password = pairs.last().is_some_and(|p| is_password_key(&p.key));
         let mut key = String::new();
         while let Some(c) = it.next_if(|c| *c != '=' && !is_space(*c)) {
             key.push(c);
@@ -47,7 +48,11 @@ pub(crate) fn tokenize(s: &str) -> Result<Vec<Pair>, ConfigError> {
                 "text without \"=\" after the password; quote a password that holds spaces: password='...'"
                     .to_owned()
             } else {
-                format!("missing \"=\" after {:?}", mask_credentials(&key))
+                let following: String = it.clone().collect();
+                format!(
+                    "missing \"=\" after {:?}",
+                    mask_credentials(&key, &following)
+                )
             };
             return Err(ConfigError::Invalid { reason });
         }
@@ -65,7 +70,7 @@ pub(crate) fn tokenize(s: &str) -> Result<Vec<Pair>, ConfigError> {
                         return Err(ConfigError::Invalid {
                             reason: format!(
                                 "unterminated quoted value for {:?}",
-                                mask_credentials(&key)
+                                mask_credentials(&key, "")
                             ),
                         });
                     }
@@ -118,19 +123,6 @@ pub(crate) fn quote(value: &str) -> String {
     }
     out.push('\'');
     out
-}
-
-/// A token that may hold `user:password@host` (a URL with a wrong scheme,
-/// say) with the password masked, for quoting in error messages.
-pub(crate) fn mask_credentials(token: &str) -> String {
-    if let Some(at) = token.rfind('@') {
-        let userinfo_start = token[..at].find("://").map_or(0, |i| i + 3);
-        if let Some(colon) = token[userinfo_start..at].find(':') {
-            let colon = userinfo_start + colon;
-            return format!("{}{MASK}{}", &token[..=colon], &token[at..]);
-        }
-    }
-    token.to_owned()
 }
 
 #[cfg(test)]
@@ -218,6 +210,18 @@ mod tests {
                 "jdbc:postgresql://u:secret@h/db",
                 r#"invalid connection string: missing "=" after "jdbc:postgresql://u:********@h/db""#,
             ),
+            (
+                "jdbc:postgresql://u:abc/secret@h/db",
+                r#"invalid connection string: missing "=" after "jdbc:postgresql://u:********@h/db""#,
+            ),
+            (
+                "jdbc:postgresql://u:my secret@h/db",
+                r#"invalid connection string: missing "=" after "jdbc:postgresql://********""#,
+            ),
+            (
+                "PASSWORD=my secret",
+                "invalid connection string: text without \"=\" after the password; quote a password that holds spaces: password='...'",
+            ),
         ];
         for (input, want) in cases {
             let err = tokenize(input).expect_err(input);
@@ -249,11 +253,23 @@ mod tests {
 
     #[test]
     fn masks_credentials_in_tokens() {
-        assert_eq!(mask_credentials("u:pw@h"), "u:********@h");
-        assert_eq!(mask_credentials("x://u:p:w@h/db"), "x://u:********@h/db");
-        assert_eq!(mask_credentials("x://u:pa/ss@h"), "x://u:********@h");
-        assert_eq!(mask_credentials("u@h"), "u@h");
-        assert_eq!(mask_credentials("plain"), "plain");
-        assert_eq!(mask_credentials("a:b"), "a:b");
+        let cases = [
+            ("u:pw@h", "", "u:********@h"),
+            ("x://u:p:w@h/db", "", "x://u:********@h/db"),
+            ("x://u:pa/ss@h", "", "x://u:********@h"),
+            ("x://u/ss:pw@h", "", "x://********@h"),
+            ("x://h/db?password=a@b", "", "x://********@********"),
+            ("x://h/db?password=pw", "", "x://h/db?password=********"),
+            // The password may go on after a space, up to an '@'.
+            ("x://u:my", " secret@h", "x://********"),
+            ("x://h:5432", " user@example.com", "x://********"),
+            ("x://h:5432", " next\nu@h", "x://h:5432"),
+            ("u@h", "", "u@h"),
+            ("plain", "", "plain"),
+            ("a:b", "", "a:b"),
+        ];
+        for (token, following, want) in cases {
+            assert_eq!(mask_credentials(token, following), want, "{token:?}");
+        }
     }
 }

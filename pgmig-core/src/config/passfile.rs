@@ -220,6 +220,31 @@ empty.example.com:5432:*:*:
         );
     }
 
+    /// libpq's `passwordFromFile` de-escapes the rest of the line "for
+    /// (p1 = p2 = ret; *p1 != ':' && *p1 != '\\0'; ...)": the password ends
+    /// at the next unescaped `:`, whatever follows is ignored.
+    #[test]
+    fn unescaped_colon_ends_the_password_as_in_libpq() {
+        let cases = [
+            ("h:5432:d:u:pa:ss", Some("pa")),
+            ("h:5432:d:u:pa\\:ss", Some("pa:ss")),
+            ("h:5432:d:u:pa\\:ss:more:fields", Some("pa:ss")),
+            ("h:5432:d:u:a\\\\:b", Some("a\\")),
+            ("h:5432:d:u:a\\\\\\:b", Some("a\\:b")),
+            ("h:5432:d:u:\\x\\y", Some("xy")),
+            ("h:5432:d:u::pw", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                find_password(line, "h", 5432, "d", "u")
+                    .as_ref()
+                    .map(Secret::expose),
+                want,
+                "{line:?}"
+            );
+        }
+    }
+
     #[cfg(unix)]
     #[test]
     fn reads_private_files_only() {

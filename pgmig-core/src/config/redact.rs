@@ -1,89 +1,90 @@
-//! [`redact_dsn`]: masking the password in a connection string that may not
-//! even parse, for error messages and logs.
+//! [`redact_dsn`]: masking passwords in a connection string that may not
+//! even parse, or in any text that may quote one (a usage error, a log line).
 
 use super::conn_config::KEYWORDS;
-use super::conninfo::{is_space, mask_credentials};
+use super::conninfo::is_space;
 use super::secret::MASK;
 use super::url::decode;
 
-/// The connection string `raw` with any password replaced by `********`,
-/// the rest kept as written.
+/// `raw` — a connection string in either form, or any text quoting one —
+/// with every password replaced by `********`, the rest kept as written.
 ///
-/// Works on malformed strings too, and errs on the side of masking: in the
-/// `key=value` form, the value of `password` (to its closing quote, or to
-/// the end of the string if the quote is never closed) and any text after
-/// it that is not a `keyword=value` pair (the rest of an unquoted password
-/// with spaces); in the URL form, what follows the `:` of the user part and
-/// the value of a `password` query parameter; and in any stray token the
-/// part between `user:` and `@`.
+/// Works on malformed strings and free text too, and errs on the side of
+/// masking:
+///
+/// - the value of any `key=value` pair whose key ends with `password` in
+///   any case (`password`, `sslpassword`, `PGPASSWORD`, `'--password`),
+///   spaces around `=` allowed, to its closing quote (or the end of the
+///   string if the quote is never closed) or to the next whitespace;
+/// - after such a value, up to the end of the line, any word or pair that
+///   is not a libpq `keyword=value` (maybe the rest of a password with
+///   spaces);
+/// - in a URL anywhere (`scheme://...`), everything up to the last `@` on
+///   its line except a user name that is clearly one (before the first
+///   `:`, holding no `/`, `?`, `#`, `&`, `=` or space): an unencoded `/`,
+///   `?`, `@` or space in the password can make the user part end at any
+///   of them;
+/// - in a token like `user:password@host`, what lies between the first
+///   `:` and the last `@`;
+/// - in URL query parameters, the value of a password parameter (its key
+///   percent-decoded), and the parameters after it that are not libpq
+///   keywords.
 pub fn redact_dsn(raw: &str) -> String {
-    let trimmed = raw.trim_start();
-    let lead = &raw[..raw.len() - trimmed.len()];
-    for scheme in ["postgresql://", "postgres://"] {
-        if let Some(rest) = trimmed.strip_prefix(scheme) {
-            return format!("{lead}{scheme}{}", redact_url_rest(rest));
-        }
-    }
-    redact_key_value(raw)
+    redact_text(raw, 0)
 }
 
-/// Redacts a URL after its scheme.
-fn redact_url_rest(rest: &str) -> String {
-    let first_slash = rest.find('/').unwrap_or(rest.len());
-    let (userinfo, after) = match rest[..first_slash].rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let mut out = String::with_capacity(rest.len());
-    if let Some(userinfo) = userinfo {
-        match userinfo.split_once(':') {
-            Some((user, _)) => {
-                out.push_str(user);
-                out.push(':');
-                out.push_str(MASK);
-            }
-            None => out.push_str(userinfo),
-        }
-        out.push('@');
+/// Whether a key names a password: it ends with `password`, in any case,
+/// as written or percent-decoded.
+pub(crate) fn is_password_key(key: &str) -> bool {
+    fn ends(k: &str) -> bool {
+        k.len() >= 8
+            && k.is_char_boundary(k.len() - 8)
+            && k[k.len() - 8..].eq_ignore_ascii_case("password")
     }
-    match after.split_once('?') {
-        None => out.push_str(after),
-        Some((before, query)) => {
-            out.push_str(before);
-            out.push('?');
-            let params: Vec<String> = query
-                .split('&')
-                .map(|param| match param.split_once('=') {
-                    Some((key, _)) if decode(key).is_ok_and(|k| k == "password") => {
-                        format!("{key}={MASK}")
-                    }
-                    _ => param.to_owned(),
-                })
-                .collect();
-            out.push_str(&params.join("&"));
-        }
-    }
-    out
+    ends(key) || decode(key).is_ok_and(|k| ends(&k))
 }
 
-/// The index just past the character starting at `i` (or `s.len()`).
-fn step(s: &str, i: usize) -> usize {
-    match s.get(i..).and_then(|r| r.chars().next()) {
-        Some(c) => i + c.len_utf8(),
-        None => s.len(),
+/// A token that may hold a password in `user:password@host` or URL query
+/// form, masked for quoting in an error message; `following` is the text
+/// after it, where an unencoded space may have split a URL's password.
+pub(crate) fn mask_credentials(token: &str, following: &str) -> String {
+    if let Some(p) = token.find("://") {
+        let user_part_continues = !token[p..].contains('@')
+            && following
+                .split('\n')
+                .next()
+                .is_some_and(|line| line.contains('@'));
+        if user_part_continues {
+            return format!("{}{MASK}", &token[..p + 3]);
+        }
     }
+    redact_text(token, 0)
 }
 
-/// Redacts a `key=value` string, tolerating any syntax error.
-fn redact_key_value(s: &str) -> String {
+/// How deep quoted values are searched for pairs (`dsn='... password=...'`);
+/// deeper ones are masked whole.
+const MAX_DEPTH: u8 = 3;
+
+/// Redacts a `key=value` string or free text, tolerating any syntax.
+fn redact_text(s: &str, depth: u8) -> String {
     let b = s.as_bytes();
     let space = |i: usize| b.get(i).is_some_and(|c| is_space(char::from(*c)));
+    let token_end = |mut i: usize| {
+        while i < b.len() && !space(i) {
+            i = step(s, i);
+        }
+        i
+    };
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     // Inside text that follows a password value and is not a known pair.
     let mut after_password = false;
     while i < b.len() {
         if space(i) {
+            // An unquoted password holds no line break.
+            if b[i] == b'\n' {
+                after_password = false;
+            }
             out.push(char::from(b[i]));
             i += 1;
             continue;
@@ -93,17 +94,27 @@ fn redact_key_value(s: &str) -> String {
             i = step(s, i);
         }
         let key = &s[key_start..i];
+        if is_url_like(key) {
+            // A URL or `user:password@host`, whatever its `=`s.
+            let end = token_end(i);
+            if after_password {
+                out.push_str(MASK);
+                i = end;
+            } else {
+                let (masked, next, password) = mask_token(s, key_start, end);
+                out.push_str(&masked);
+                i = next;
+                after_password = password;
+            }
+            continue;
+        }
         let mut j = i;
         while space(j) {
             j += 1;
         }
         if b.get(j) != Some(&b'=') {
             // A word without "=": maybe part of a password.
-            out.push_str(&if after_password {
-                MASK.to_owned()
-            } else {
-                mask_credentials(key)
-            });
+            out.push_str(if after_password { MASK } else { key });
             continue;
         }
         j += 1;
@@ -111,7 +122,8 @@ fn redact_key_value(s: &str) -> String {
             j += 1;
         }
         let value_start = j;
-        if b.get(j) == Some(&b'\'') {
+        let quoted = b.get(j) == Some(&b'\'');
+        if quoted {
             j += 1;
             while j < b.len() {
                 match b[j] {
@@ -133,19 +145,123 @@ fn redact_key_value(s: &str) -> String {
             }
         }
         let j = j.min(b.len());
-        if key == "password" {
+        let value = &s[value_start..j];
+        i = j;
+        if is_password_key(key) {
             out.push_str(&s[key_start..value_start]);
             out.push_str(MASK);
             after_password = true;
         } else if after_password && !KEYWORDS.contains(&key) {
             out.push_str(MASK);
         } else {
-            out.push_str(&mask_credentials(&s[key_start..j]));
+            out.push_str(&s[key_start..value_start]);
             after_password = false;
+            if quoted {
+                // May be a whole connection string.
+                if depth < MAX_DEPTH {
+                    out.push_str(&redact_text(value, depth + 1));
+                } else {
+                    out.push_str(MASK);
+                }
+            } else if is_url_like(value) {
+                let (masked, next, password) = mask_token(s, value_start, j);
+                out.push_str(&masked);
+                i = next;
+                after_password = password;
+            } else {
+                out.push_str(value);
+            }
         }
-        i = j;
     }
     out
+}
+
+/// Whether a token may hold a URL, `user:password@host` or query
+/// parameters.
+fn is_url_like(token: &str) -> bool {
+    token.contains("://") || token.contains(['@', '?', '&'])
+}
+
+/// Masks the URL-like token `s[start..end]` (no whitespace in it).
+///
+/// Returns the masked text, where to go on (past the `@` ending a user
+/// part, which for a URL may lie beyond `end`), and whether the text just
+/// masked ends inside a password (so that what follows may be its rest).
+fn mask_token(s: &str, start: usize, end: usize) -> (String, usize, bool) {
+    let token = &s[start..end];
+    let line_end = s[start..].find('\n').map_or(s.len(), |n| start + n);
+    let (head, at) = match token.find("://") {
+        // A URL: the user part ends at the last '@' on its line, since the
+        // password may hold an unencoded '/', '?', '@' or space.
+        Some(p) => {
+            let head = start + p + 3;
+            (head, s[head..line_end].rfind('@').map(|a| head + a))
+        }
+        None => (start, token.rfind('@').map(|a| start + a)),
+    };
+    match at {
+        Some(at) => {
+            let userinfo = &s[head..at];
+            let masked = format!("{}{}@", &s[start..head], mask_userinfo(userinfo));
+            // "...?password=a@b": the '@' may be inside a password.
+            (masked, at + 1, mask_query(userinfo).1)
+        }
+        None => {
+            let (rest, password) = mask_query(&s[head..end]);
+            (format!("{}{rest}", &s[start..head]), end, password)
+        }
+    }
+}
+
+/// The user part of a URL (before its last `@`), the password masked: the
+/// user name is kept only when it clearly is one.
+fn mask_userinfo(userinfo: &str) -> String {
+    let plain = |user: &str| {
+        !user.contains(['/', '?', '#', '&', '=']) && !user.chars().any(char::is_whitespace)
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) if plain(user) => format!("{user}:{MASK}"),
+        None if plain(userinfo) => userinfo.to_owned(),
+        _ => MASK.to_owned(),
+    }
+}
+
+/// Masks the password parameters in URL text split at `?` and `&`, and the
+/// parameters after one that are not libpq keywords; also tells whether
+/// the text ends inside a password.
+fn mask_query(s: &str) -> (String, bool) {
+    let mut out = String::with_capacity(s.len());
+    let mut after_password = false;
+    for piece in s.split_inclusive(['?', '&']) {
+        let (body, sep) = match piece.char_indices().last() {
+            Some((k, '?' | '&')) => piece.split_at(k),
+            _ => (piece, ""),
+        };
+        match body.split_once('=') {
+            Some((key, _)) if is_password_key(key) => {
+                out.push_str(key);
+                out.push('=');
+                out.push_str(MASK);
+                after_password = true;
+            }
+            Some((key, _)) if decode(key).is_ok_and(|k| KEYWORDS.contains(&k.as_str())) => {
+                out.push_str(body);
+                after_password = false;
+            }
+            _ if after_password && !body.is_empty() => out.push_str(MASK),
+            _ => out.push_str(body),
+        }
+        out.push_str(sep);
+    }
+    (out, after_password)
+}
+
+/// The index just past the character starting at `i` (or `s.len()`).
+fn step(s: &str, i: usize) -> usize {
+    match s.get(i..).and_then(|r| r.chars().next()) {
+        Some(c) => i + c.len_utf8(),
+        None => s.len(),
+    }
 }
 
 #[cfg(test)]
@@ -203,9 +319,114 @@ mod tests {
                 "host=h\tpassword=******** ********",
             ),
             ("password='\\", "password=********"),
+            // Unencoded '/' (or '?', '@') in a URL password: everything up
+            // to the last '@' is the user part.
+            (
+                "postgres://u:abc/Secret1@host/db",
+                "postgres://u:********@host/db",
+            ),
+            (
+                "postgresql://u:123/Secret2@h:5432/db",
+                "postgresql://u:********@h:5432/db",
+            ),
+            (
+                "postgres://u:a/b?c#d@e@h1:5432,h2/db?sslmode=require",
+                "postgres://u:********@h1:5432,h2/db?sslmode=require",
+            ),
+            ("postgres://u/x:pw@h/db", "postgres://********@h/db"),
+            (
+                "postgres://h/db?password=a@b",
+                "postgres://********@********",
+            ),
+            ("postgres://h?password=a@b", "postgres://********@********"),
+            (
+                "postgres://u:pw@h/db?application_name=a@b",
+                "postgres://u:********@b",
+            ),
+            ("postgres://u:my secret@h/db", "postgres://u:********@h/db"),
+            (
+                "postgres://h/db?password=a&b&c=d&sslmode=require",
+                "postgres://h/db?password=********&********&********&sslmode=require",
+            ),
+            (
+                "postgres://h/db?password=a?b#c",
+                "postgres://h/db?password=********?********",
+            ),
+            (
+                "postgres://h/db?sslpassword=k&x=1",
+                "postgres://h/db?sslpassword=********&********",
+            ),
+            ("u:p/w@h", "u:********@h"),
+            ("me@example.com", "me@example.com"),
         ];
         for (raw, want) in cases {
             assert_eq!(redact_dsn(raw), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn masks_passwords_in_free_text() {
+        let cases = [
+            (
+                "error: unrecognized subcommand 'password=Secret3'",
+                "error: unrecognized subcommand 'password=********",
+            ),
+            (
+                "error: unexpected argument 'password=Secret3' found\n\n\
+                 Usage: pgmig [OPTIONS] <COMMAND>\n\nFor more information, try '--help'.\n",
+                "error: unexpected argument 'password=******** ********\n\n\
+                 Usage: pgmig [OPTIONS] <COMMAND>\n\nFor more information, try '--help'.\n",
+            ),
+            (
+                "error: invalid value 'host=h password=Secret3 port=x' for '--source <DSN>'",
+                "error: invalid value 'host=h password=******** port=x' for '--source <DSN>'",
+            ),
+            (
+                "bad: host=h password = 'Secret3 with spaces' port=5432",
+                "bad: host=h password = ******** port=5432",
+            ),
+            (
+                "bad: password='it\\'s Secret3' user=u",
+                "bad: password=******** user=u",
+            ),
+            (
+                "cannot connect to \"postgres://u:Secret3@h/db\": timed out",
+                "cannot connect to \"postgres://u:********@h/db\": timed out",
+            ),
+            (
+                "(see postgresql://u:abc/Secret3@h:5432/db) and more",
+                "(see postgresql://u:********@h:5432/db) and more",
+            ),
+            (
+                "invalid value 'jdbc:postgresql://u:Secret3@h/db' for '--source <DSN>'",
+                "invalid value 'jdbc:postgresql://u:********@h/db' for '--source <DSN>'",
+            ),
+            (
+                "--source=postgres://u:Secret3@h --target x",
+                "--source=postgres://u:********@h --target x",
+            ),
+            (
+                "dsn='host=h password=Secret3' next",
+                "dsn='host=h password=******** next",
+            ),
+            (
+                "x postgres://u:Secret 3@h/db y",
+                "x postgres://u:********@h/db y",
+            ),
+            (
+                "at postgres://h/db?sslmode=require&password=Secret3 then\nnext line",
+                "at postgres://h/db?sslmode=require&password=******** ********\nnext line",
+            ),
+            (
+                "PGPASSWORD=Secret3 pgmig check\nok",
+                "PGPASSWORD=******** ******** ********\nok",
+            ),
+            ("'--password=Secret3'", "'--password=********"),
+            ("user alice@example.com: 1:2", "user alice@example.com: 1:2"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(redact_dsn(raw), want, "{raw:?}");
+            assert!(!redact_dsn(raw).contains("Secret"), "{raw:?}");
         }
     }
 }

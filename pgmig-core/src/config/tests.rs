@@ -872,3 +872,153 @@ proptest! {
         prop_assert!(!redact_dsn(&query).contains("ZqX"));
     }
 }
+
+/// Every error in `err`'s source chain, in `Display` and `Debug` form.
+fn error_chain_text(err: &ConfigError) -> String {
+    let mut shown = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        shown.push_str(&format!(" | {e} {e:?}"));
+        source = e.source();
+    }
+    shown
+}
+
+/// The message for a URL whose user name and password cannot be delimited.
+const AMBIGUOUS_URL: &str = "invalid connection string: a character in the URL's user name or \
+     password must be percent-encoded (a '/' as %2F, an '@' as %40, a ':' in the user name as \
+     %3A, a '?' in the user name as %3F), and so must an '@' in the database name or a query \
+     parameter (%40)";
+
+#[test]
+fn url_with_unencoded_slash_or_at_is_refused() {
+    for url in [
+        "postgres://u:abc/Secret1@host/db",
+        "postgresql://u:123/Secret2@h:5432/db",
+        "postgres://u:Secret3/@h",
+        "postgres://u:/Secret4@h1:5432,h2:5433/db?sslmode=require",
+        "postgres://u:pw@h/db?application_name=Secret5@x",
+        "postgres://h/db?password=Secret6@x",
+        "postgres://h/Secret7@db",
+        // No '/': a '?' in the user part means the '@' may be in the query.
+        "postgres://h?password=Secret8@x",
+        "postgres://h?user=x&password=Secret9:y@z",
+    ] {
+        let err = ConnConfig::parse(url).expect_err(url);
+        assert_eq!(err.to_string(), AMBIGUOUS_URL, "{url:?}");
+        let shown = error_chain_text(&err);
+        assert!(!shown.contains("Secret"), "{url:?}: {shown}");
+        let redacted = redact_dsn(url);
+        assert!(!redacted.contains("Secret"), "{url:?}: {redacted}");
+    }
+    // Encoded, the same URLs work.
+    let cfg = parse("postgres://u:abc%2FSecret1@host/db");
+    assert_eq!(password(&cfg), Some("abc/Secret1"));
+    assert_eq!(cfg.to_string(), "host=host dbname=db user=u");
+    let cfg = parse("postgres://h/db?application_name=a%40b&password=p%40w");
+    assert_eq!(password(&cfg), Some("p@w"));
+    assert_eq!(cfg.to_string(), "host=h dbname=db application_name=a@b");
+}
+
+#[test]
+fn url_query_errors_after_the_password_quote_nothing() {
+    let want = "invalid connection string: invalid URL query parameter after the password; \
+                percent-encode any '&' in the password as %26";
+    for url in [
+        "postgres://h/db?password=abc&Secret1",
+        "postgres://h/db?password=abc&Secret1=x",
+        "postgres://h/db?password=abc&Secret1%zz=x",
+    ] {
+        let err = ConnConfig::parse(url).expect_err(url);
+        assert_eq!(err.to_string(), want, "{url:?}");
+        assert!(!error_chain_text(&err).contains("Secret1"), "{url:?}");
+        assert!(!redact_dsn(url).contains("Secret1"), "{url:?}");
+    }
+    // redact_dsn takes a libpq keyword after the password for one
+    // (`?password=pw&sslmode=disable`); parse errors quote nothing anyway.
+    for url in [
+        "postgres://h/db?password=abc&port=Secret1",
+        "postgres://h/db?password=abc&sslmode=require&Secret1",
+    ] {
+        let err = ConnConfig::parse(url).expect_err(url);
+        assert_eq!(err.to_string(), want, "{url:?}");
+    }
+    // A secret-looking keyword's value is not quoted either.
+    let err = ConnConfig::parse("postgres://h?sslpassword=Secret1%zz").unwrap_err();
+    assert!(!error_chain_text(&err).contains("Secret1"), "{err}");
+}
+
+/// Passwords built as `Alpha7{tricky}Omega9`: neither end may ever be shown.
+const URL_TRICKY_PARTS: &[&str] = &[
+    "",
+    "/",
+    "//",
+    "?",
+    "#",
+    "@",
+    ":",
+    "%",
+    "%zz",
+    "%41",
+    "%2F",
+    "/x@y",
+    "@h/db?x=",
+    "?x=",
+    "?password=",
+    "&",
+    "&x=",
+    "=",
+    " ",
+    "'",
+    "\\",
+    "/?#@:%",
+    "a/b?c#d@e:f%g",
+    ":/@",
+    "@:",
+    "[::1]",
+    ",",
+    ",h2:5433/",
+    "%00",
+];
+
+const URL_TEMPLATES: &[&str] = &[
+    "postgres://u:{pw}@h/db",
+    "postgresql://u:{pw}@h:5432/db",
+    "postgres://u:{pw}@h1:5432,h2:5433/db?sslmode=require",
+    "postgres://u:{pw}@[::1]:5432/db",
+    "postgres://u:{pw}@h",
+    "postgres://u:{pw}@h?sslmode=require",
+    "postgres://u:{pw}@/db?host=/tmp",
+    "postgres://u%40x:{pw}@h/db",
+    "postgres://u:{pw}@h1,h2",
+    "postgres://h/db?password={pw}",
+    "postgres://h/db?password={pw}&sslmode=require",
+    "postgres://h1,h2/db?sslmode=require&password={pw}",
+    "postgres://u@h/db?password={pw}&application_name=x",
+    "postgres://h?password={pw}",
+    "  postgresql://u:{pw}@h:5432/db  ",
+];
+
+#[test]
+fn tricky_url_passwords_never_shown() {
+    let env = env_of(&[("USER", "u")]);
+    let leaks = |text: &str| text.contains("Alpha7") || text.contains("Omega9");
+    for template in URL_TEMPLATES {
+        for part in URL_TRICKY_PARTS {
+            let url = template.replace("{pw}", &format!("Alpha7{part}Omega9"));
+            let redacted = redact_dsn(&url);
+            assert!(!leaks(&redacted), "redact_dsn({url:?}) = {redacted:?}");
+            let shown = match ConnConfig::parse(&url) {
+                Ok(cfg) => {
+                    let resolved = match cfg.resolve_with(&env) {
+                        Ok(r) => format!("{r} {r:?}"),
+                        Err(e) => error_chain_text(&e),
+                    };
+                    format!("{cfg} {cfg:?} {cfg:#?} {} {resolved}", cfg.redacted())
+                }
+                Err(e) => error_chain_text(&e),
+            };
+            assert!(!leaks(&shown), "{url:?} shown as {shown:?}");
+        }
+    }
+}

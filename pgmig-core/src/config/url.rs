@@ -8,12 +8,32 @@
 //! percent-encoded (`%2Fvar%2Frun%2Fpostgresql`) or as a `host` query
 //! parameter. Query parameters take the same keywords as the `key=value`
 //! form, and override the parts before them; libpq's `ssl=true` is
-//! `sslmode=require`. An `@` in the password should be encoded as `%40`;
-//! an unencoded one still works because the last `@` before the first `/`
-//! ends the user part.
+//! `sslmode=require`.
+//!
+//! The user part ends at the last `@` before the first `/`, so an
+//! unencoded `@` or `:` in the password works. What cannot be told apart
+//! is refused, with a message quoting nothing of the URL, rather than
+//! guessed (a wrong guess would show part of the password as a host, port
+//! or database name): an `@` anywhere after the first `/` (an unencoded
+//! `/` in the password, or an `@` in the database name or query), and a
+//! `?` in the user name (`postgres://h?password=a@b`). After a `password`
+//! query parameter, an invalid parameter (maybe the rest of a password
+//! with an unencoded `&`) is refused without being quoted.
 
 use super::conn_config::ConnConfig;
+use super::redact::is_password_key;
 use super::{ConfigError, DEFAULT_PORT};
+
+/// Why a URL is refused when its user name and password cannot be told
+/// apart from the rest. Quotes nothing of the URL.
+pub(crate) const AMBIGUOUS_USER_PART: &str = "a character in the URL's user name or password \
+     must be percent-encoded (a '/' as %2F, an '@' as %40, a ':' in the user name as %3A, a '?' \
+     in the user name as %3F), and so must an '@' in the database name or a query parameter (%40)";
+
+/// Why a query parameter after a password parameter is refused. Quotes
+/// nothing: the parameter may be the rest of the password.
+pub(crate) const INVALID_AFTER_PASSWORD: &str =
+    "invalid URL query parameter after the password; percent-encode any '&' in the password as %26";
 
 /// Parses a URL (with its scheme) into `cfg`. Never panics.
 pub(crate) fn parse_into(s: &str, cfg: &mut ConnConfig) -> Result<(), ConfigError> {
@@ -22,8 +42,12 @@ pub(crate) fn parse_into(s: &str, cfg: &mut ConnConfig) -> Result<(), ConfigErro
         .or_else(|| s.strip_prefix("postgres://"))
         .ok_or_else(|| invalid("a URL must start with postgresql:// or postgres://".into()))?;
 
-    // User and password: up to the last '@' before the first '/'.
+    // User and password: up to the last '@' before the first '/', if no
+    // '@' comes later.
     let first_slash = rest.find('/').unwrap_or(rest.len());
+    if rest[first_slash..].contains('@') {
+        return Err(invalid(AMBIGUOUS_USER_PART.into()));
+    }
     let rest = match rest[..first_slash].rfind('@') {
         Some(at) => {
             let userinfo = &rest[..at];
@@ -31,6 +55,9 @@ pub(crate) fn parse_into(s: &str, cfg: &mut ConnConfig) -> Result<(), ConfigErro
                 Some((u, p)) => (u, Some(p)),
                 None => (userinfo, None),
             };
+            if user.contains('?') {
+                return Err(invalid(AMBIGUOUS_USER_PART.into()));
+            }
             let user = decode(user).map_err(|why| {
                 invalid(format!(
                     "invalid percent-encoding in the user name {user:?}: {why}"
@@ -68,35 +95,53 @@ pub(crate) fn parse_into(s: &str, cfg: &mut ConnConfig) -> Result<(), ConfigErro
 
     // Query parameters.
     if let Some(query) = rest.strip_prefix('?') {
+        let mut after_password = false;
         for param in query.split('&').filter(|p| !p.is_empty()) {
-            let Some((raw_key, raw_value)) = param.split_once('=') else {
-                let key = decode(param).unwrap_or_default();
-                let shown = if key == "password" { "password" } else { param };
-                return Err(invalid(format!(
-                    "URL query parameter {shown:?} has no \"=\" and value"
-                )));
-            };
-            let key = decode(raw_key).map_err(|why| {
-                invalid(format!(
-                    "invalid percent-encoding in the URL query parameter {raw_key:?}: {why}"
-                ))
-            })?;
-            let value = decode(raw_value).map_err(|why| {
-                if key == "password" {
-                    invalid(format!("invalid percent-encoding in the password: {why}"))
+            let is_password = set_query_param(param, cfg).map_err(|e| {
+                if after_password {
+                    invalid(INVALID_AFTER_PASSWORD.into())
                 } else {
-                    invalid(format!(
-                        "invalid percent-encoding in the value {raw_value:?} of URL query parameter {key:?}: {why}"
-                    ))
+                    e
                 }
             })?;
-            match (key.as_str(), value.as_str()) {
-                ("ssl", "true") => cfg.set("sslmode", "require")?,
-                _ => cfg.set(&key, &value)?,
-            }
+            after_password |= is_password;
         }
     }
     Ok(())
+}
+
+/// Sets one `key=value` query parameter; tells whether it is a password.
+fn set_query_param(param: &str, cfg: &mut ConnConfig) -> Result<bool, ConfigError> {
+    let Some((raw_key, raw_value)) = param.split_once('=') else {
+        let key = decode(param).unwrap_or_default();
+        let shown = if key == "password" { "password" } else { param };
+        return Err(invalid(format!(
+            "URL query parameter {shown:?} has no \"=\" and value"
+        )));
+    };
+    let key = decode(raw_key).map_err(|why| {
+        invalid(format!(
+            "invalid percent-encoding in the URL query parameter {raw_key:?}: {why}"
+        ))
+    })?;
+    let value = decode(raw_value).map_err(|why| {
+        if key == "password" {
+            invalid(format!("invalid percent-encoding in the password: {why}"))
+        } else if is_password_key(&key) {
+            invalid(format!(
+                "invalid percent-encoding in the value of URL query parameter {key:?}: {why}"
+            ))
+        } else {
+            invalid(format!(
+                "invalid percent-encoding in the value {raw_value:?} of URL query parameter {key:?}: {why}"
+            ))
+        }
+    })?;
+    match (key.as_str(), value.as_str()) {
+        ("ssl", "true") => cfg.set("sslmode", "require")?,
+        _ => cfg.set(&key, &value)?,
+    }
+    Ok(is_password_key(&key))
 }
 
 /// Parses `host[:port][,host[:port]...]`, IPv6 hosts in brackets.
