@@ -6,6 +6,8 @@
 //! version gates beside the SQL. System schemas, pglogical's, pgmig's own
 //! (`pgmig`) and objects that belong to extensions are never listed.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
@@ -81,11 +83,15 @@ pub struct TableInfo {
     pub kind: TableKind,
     /// The parent of a partition.
     pub parent: Option<QualifiedTable>,
-    /// Heap size with TOAST, without indexes (`pg_table_size`).
+    /// Heap size with TOAST, without indexes (`pg_table_size`); 0 when the
+    /// table was dropped while the catalog was being read.
     pub table_bytes: i64,
-    /// Size with indexes (`pg_total_relation_size`).
+    /// Size with indexes (`pg_total_relation_size`); 0 when the table was
+    /// dropped while the catalog was being read.
     pub total_bytes: i64,
-    /// `reltuples`; `None` when never analyzed.
+    /// `reltuples`; `None` when unknown: never vacuumed or analyzed (14+:
+    /// `reltuples` is -1), or, before 14, `reltuples` and `relpages` both 0,
+    /// which is also how an analyzed empty table looks there.
     pub estimated_rows: Option<i64>,
     /// Primary-key columns in key order; empty when there is no primary key.
     pub primary_key: Vec<String>,
@@ -105,6 +111,19 @@ impl TableInfo {
     /// Whether the table has a primary key.
     pub fn has_primary_key(&self) -> bool {
         !self.primary_key.is_empty()
+    }
+
+    /// Whether the table has a replica-identity index: its primary key under
+    /// the default `REPLICA IDENTITY`, or a `REPLICA IDENTITY USING INDEX`
+    /// index. pglogical replicates UPDATE and DELETE only for such tables
+    /// (`REPLICA IDENTITY FULL` or `NOTHING` tables are refused in an
+    /// update/delete set even with a primary key).
+    pub fn has_identity_index(&self) -> bool {
+        match self.replica_identity {
+            ReplicaIdentity::Default => self.has_primary_key(),
+            ReplicaIdentity::Index => true,
+            ReplicaIdentity::Full | ReplicaIdentity::Nothing => false,
+        }
     }
 
     /// The columns a COPY must name: live and not generated, in `attnum`
@@ -145,11 +164,6 @@ fn user_relation_filter() -> String {
 /// The table-listing query for `major`.
 pub fn tables_sql(major: Major) -> String {
     // relkind 'p' and relispartition exist from 10; attgenerated from 12.
-    let kinds = if major >= Major::V10 {
-        "'r', 'p'"
-    } else {
-        "'r'"
-    };
     let is_partition = if major >= Major::V10 {
         "c.relispartition"
     } else {
@@ -172,10 +186,17 @@ pub fn tables_sql(major: Major) -> String {
     } else {
         "NULL::name"
     };
+    // 14+ marks a never-analyzed table with reltuples -1; before 14 it has
+    // reltuples 0 and relpages 0, which becomes -1 ("unknown") here too.
+    let reltuples = if major >= Major::V14 {
+        "c.reltuples::float8"
+    } else {
+        "CASE WHEN c.reltuples = 0 AND c.relpages = 0 THEN -1 ELSE c.reltuples END::float8"
+    };
     format!(
         "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, {is_partition}, \
            {parent_schema}::text, {parent_name}::text, \
-           pg_table_size(c.oid), pg_total_relation_size(c.oid), c.reltuples::float8, \
+           COALESCE(pg_table_size(c.oid), 0), COALESCE(pg_total_relation_size(c.oid), 0), {reltuples}, \
            c.relreplident::text, c.relpersistence = 'u', \
            COALESCE((SELECT array_agg(a.attname::text ORDER BY k.ord) \
               FROM pg_index x, unnest(x.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a \
@@ -195,20 +216,55 @@ pub fn tables_sql(major: Major) -> String {
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ({kinds}) AND {filter} \
          ORDER BY n.nspname, c.relname",
+        kinds = table_kinds(major),
         filter = user_relation_filter(),
     )
 }
 
-/// The query listing unique, non-primary indexes with their table's oid.
-const UNIQUE_INDEXES_SQL: &str = "SELECT x.indrelid, i.relname::text, \
-       COALESCE((SELECT array_agg(a.attname::text ORDER BY k.ord) \
-          FROM unnest(x.indkey) WITH ORDINALITY k(attnum, ord) JOIN pg_attribute a \
-          ON a.attrelid = x.indrelid AND a.attnum = k.attnum WHERE k.attnum > 0), '{}'::text[]), \
-       EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = x.indexrelid AND co.contype = 'u'), \
-       x.indpred IS NOT NULL, 0 = ANY (x.indkey::int2[]) \
-     FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
-     WHERE x.indisunique AND NOT x.indisprimary \
-     ORDER BY x.indrelid, i.relname";
+/// The `relkind`s [`tables_sql`] lists: `'p'` exists from 10.
+fn table_kinds(major: Major) -> &'static str {
+    if major >= Major::V10 {
+        "'r', 'p'"
+    } else {
+        "'r'"
+    }
+}
+
+/// The query listing the unique, non-primary indexes of the tables
+/// [`tables_sql`] lists (same relkinds, same schema filter), with their
+/// table's oid, ordered by table and index name.
+pub fn unique_indexes_sql(major: Major) -> String {
+    format!(
+        "SELECT x.indrelid, i.relname::text, \
+           COALESCE((SELECT array_agg(a.attname::text ORDER BY k.ord) \
+              FROM unnest(x.indkey) WITH ORDINALITY k(attnum, ord) JOIN pg_attribute a \
+              ON a.attrelid = x.indrelid AND a.attnum = k.attnum WHERE k.attnum > 0), '{{}}'::text[]), \
+           EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = x.indexrelid AND co.contype = 'u'), \
+           x.indpred IS NOT NULL, 0 = ANY (x.indkey::int2[]) \
+         FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+         JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE x.indisunique AND NOT x.indisprimary AND c.relkind IN ({kinds}) AND {filter} \
+         ORDER BY x.indrelid, i.relname",
+        kinds = table_kinds(major),
+        filter = user_relation_filter(),
+    )
+}
+
+/// Groups unique indexes by their table's oid, keeping their order.
+fn group_by_table(
+    indexes: impl IntoIterator<Item = (u32, UniqueIndex)>,
+) -> HashMap<u32, Vec<UniqueIndex>> {
+    let mut by_table: HashMap<u32, Vec<UniqueIndex>> = HashMap::new();
+    for (table, index) in indexes {
+        by_table.entry(table).or_default().push(index);
+    }
+    by_table
+}
+
+/// `reltuples` as read by [`tables_sql`] (negative: unknown).
+fn estimated_rows(reltuples: f64) -> Option<i64> {
+    (reltuples >= 0.0).then_some(reltuples as i64)
+}
 
 fn replica_identity(code: &str) -> ReplicaIdentity {
     match code {
@@ -231,9 +287,22 @@ pub async fn list_tables(
         .await
         .map_err(Error::query("list the user tables"))?;
     let index_rows = client
-        .query(UNIQUE_INDEXES_SQL, &[])
+        .query(&unique_indexes_sql(version.major()), &[])
         .await
         .map_err(Error::query("list the unique indexes"))?;
+    let mut unique_indexes = group_by_table(index_rows.iter().map(|r| {
+        let index = UniqueIndex {
+            name: r.get(1),
+            columns: if r.get::<_, bool>(5) {
+                Vec::new()
+            } else {
+                r.get(2)
+            },
+            is_constraint: r.get(3),
+            partial: r.get(4),
+        };
+        (r.get::<_, u32>(0), index)
+    }));
 
     let mut tables = Vec::with_capacity(rows.len());
     for row in rows {
@@ -268,20 +337,7 @@ pub async fn list_tables(
                 },
             )
             .collect();
-        let unique_indexes = index_rows
-            .iter()
-            .filter(|r| r.get::<_, u32>(0) == oid)
-            .map(|r| UniqueIndex {
-                name: r.get(1),
-                columns: if r.get::<_, bool>(5) {
-                    Vec::new()
-                } else {
-                    r.get(2)
-                },
-                is_constraint: r.get(3),
-                partial: r.get(4),
-            })
-            .collect();
+        let unique_indexes = unique_indexes.remove(&oid).unwrap_or_default();
         tables.push(TableInfo {
             oid,
             table: QualifiedTable::new(row.get::<_, String>(1), row.get::<_, String>(2)),
@@ -291,8 +347,7 @@ pub async fn list_tables(
                 .map(|(s, n)| QualifiedTable::new(s, n)),
             table_bytes: row.get(7),
             total_bytes: row.get(8),
-            // -1 (14+) or 0 with no pages (before 14) both mean "never analyzed".
-            estimated_rows: (reltuples >= 0.0).then_some(reltuples as i64),
+            estimated_rows: estimated_rows(reltuples),
             primary_key: row.get(12),
             unique_indexes,
             replica_identity: replica_identity(&row.get::<_, String>(10)),
@@ -368,6 +423,69 @@ mod tests {
         assert!(!v10.contains("attgenerated"));
         let v12 = tables_sql(Major::V12);
         assert!(v12.contains("a.attgenerated = 's'"));
+    }
+
+    #[test]
+    fn sizes_of_a_table_dropped_meanwhile_are_zero_not_null() {
+        for major in [Major::V9_6, Major::V15] {
+            let sql = tables_sql(major);
+            assert!(sql.contains("COALESCE(pg_table_size(c.oid), 0)"), "{sql}");
+            assert!(
+                sql.contains("COALESCE(pg_total_relation_size(c.oid), 0)"),
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn never_analyzed_is_unknown_on_every_version() {
+        let old = tables_sql(Major::V13);
+        assert!(
+            old.contains(
+                "CASE WHEN c.reltuples = 0 AND c.relpages = 0 THEN -1 ELSE c.reltuples END::float8"
+            ),
+            "{old}"
+        );
+        assert!(tables_sql(Major::V9_6).contains("c.relpages = 0"));
+        let new = tables_sql(Major::V14);
+        assert!(new.contains(", c.reltuples::float8,"), "{new}");
+        assert!(!new.contains("relpages"), "{new}");
+        assert_eq!(estimated_rows(-1.0), None);
+        assert_eq!(estimated_rows(0.0), Some(0));
+        assert_eq!(estimated_rows(1234.0), Some(1234));
+    }
+
+    #[test]
+    fn unique_indexes_are_read_for_user_tables_only() {
+        let sql = unique_indexes_sql(Major::V15);
+        assert!(sql.contains(&user_relation_filter()), "{sql}");
+        assert!(
+            sql.contains("JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"),
+            "{sql}"
+        );
+        assert!(sql.contains("c.relkind IN ('r', 'p')"), "{sql}");
+        assert!(unique_indexes_sql(Major::V9_6).contains("c.relkind IN ('r')"));
+    }
+
+    #[test]
+    fn unique_indexes_are_grouped_by_table_in_order() {
+        let index = |name: &str| UniqueIndex {
+            name: name.to_owned(),
+            columns: vec!["a".to_owned()],
+            is_constraint: false,
+            partial: false,
+        };
+        let mut grouped = group_by_table([
+            (10, index("a_key")),
+            (10, index("b_key")),
+            (20, index("c_key")),
+        ]);
+        assert_eq!(
+            grouped.remove(&10).unwrap(),
+            [index("a_key"), index("b_key")]
+        );
+        assert_eq!(grouped.remove(&20).unwrap(), [index("c_key")]);
+        assert!(grouped.is_empty());
     }
 
     #[test]

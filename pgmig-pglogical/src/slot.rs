@@ -16,6 +16,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use pgmig_core::admin::WalFunctions;
+use pgmig_core::error::{ErrorKind, kind_of_sqlstate};
 use pgmig_core::{Lsn, Major, ServerVersion};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio_postgres::GenericClient;
@@ -296,9 +297,13 @@ pub struct SlotInfo {
 
 /// The query behind [`list_slots`] for `version`, optionally filtered to one
 /// slot name (`$1`).
+///
+/// Every column named here exists in `pg_replication_slots` from 9.6 on
+/// (`confirmed_flush_lsn` arrived in 9.6, `active_pid` in 9.5) except
+/// `temporary` (10) and `wal_status` (13), which are replaced by constants
+/// on older servers.
 fn slots_query(version: ServerVersion, one_slot: bool) -> String {
     let f = WalFunctions::for_major(version.major());
-    // `temporary` arrived in 10, `wal_status` in 13.
     let temporary = if version.major() >= Major::V10 {
         "temporary"
     } else {
@@ -319,7 +324,7 @@ fn slots_query(version: ServerVersion, one_slot: bool) -> String {
          coalesce(database = current_database(), false), {temporary}, active, active_pid, \
          restart_lsn, confirmed_flush_lsn, {wal_status}, \
          CASE WHEN pg_is_in_recovery() THEN NULL ELSE {}() END \
-         FROM pg_replication_slots{filter} ORDER BY slot_name",
+         FROM pg_catalog.pg_replication_slots{filter} ORDER BY slot_name",
         f.current_lsn
     )
 }
@@ -397,7 +402,8 @@ pub async fn find_slot(
 }
 
 /// Whether `existing` is a slot pgmig may use as `slot`: logical, plugin
-/// `pglogical`, in this database, not temporary.
+/// `pglogical`, in this database, not temporary, and not active: a consumer
+/// connected to it could advance it past the point pgmig pauses at.
 fn check_reusable(slot: &SlotName, existing: &SlotInfo) -> Result<(), SlotError> {
     let name = slot.to_string();
     if existing.slot_type == SlotType::Physical {
@@ -419,15 +425,55 @@ fn check_reusable(slot: &SlotName, existing: &SlotInfo) -> Result<(), SlotError>
     if existing.temporary {
         return Err(SlotError::Temporary { slot: name });
     }
+    if existing.active {
+        return Err(SlotError::Active {
+            slot: name,
+            pid: existing.active_pid,
+        });
+    }
     Ok(())
 }
 
+/// How pgmig handles a failed slot statement, from its SQLSTATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotFailure {
+    /// A slot of that name already exists (created concurrently).
+    AlreadyExists,
+    /// The slot does not exist (dropped concurrently).
+    Gone,
+    /// The slot is in use by a backend.
+    InUse,
+    /// Anything else: passed on.
+    Other,
+}
+
+/// Classifies through [`kind_of_sqlstate`], pgmig's one SQLSTATE mapping;
+/// only "object in use", which has no [`ErrorKind`], is matched here.
+fn slot_failure(code: Option<&SqlState>) -> SlotFailure {
+    match code {
+        None => SlotFailure::Other,
+        Some(code) if *code == SqlState::OBJECT_IN_USE => SlotFailure::InUse,
+        Some(code) => match kind_of_sqlstate(code) {
+            ErrorKind::DuplicateObject => SlotFailure::AlreadyExists,
+            ErrorKind::UndefinedObject => SlotFailure::Gone,
+            _ => SlotFailure::Other,
+        },
+    }
+}
+
 /// The statements that create `slot` when it does not exist yet.
+///
+/// The function's output columns are `(slot_name, xlog_position)` on 9.6 and
+/// `(slot_name, lsn)` from 10 on, so the statement names them itself with a
+/// column alias list and runs unchanged on every version.
 pub fn create_logical_slot_sql(slot: &SlotName) -> Vec<Statement> {
     vec![
         Statement::source(
             format!("create replication slot {slot}"),
-            format!("SELECT lsn FROM pg_create_logical_replication_slot($1, '{PLUGIN}')"),
+            format!(
+                "SELECT s.lsn FROM pg_catalog.pg_create_logical_replication_slot($1, '{PLUGIN}') \
+                 AS s(slot_name, lsn)"
+            ),
         )
         .bind(slot.as_str()),
     ]
@@ -504,10 +550,11 @@ pub struct CreateSlotResult {
 /// Creates the logical slot `slot` with plugin `pglogical` in the connected
 /// database, or reuses it when it already exists there with that plugin.
 ///
-/// A slot of that name that is physical, temporary, in another database or
-/// of another plugin is an error naming it. Creation waits until the
-/// transactions running at that moment have finished (PostgreSQL needs a
-/// consistent point), and cannot run inside a transaction that has written.
+/// A slot of that name that is physical, temporary, in another database, of
+/// another plugin or active (a consumer is connected) is an error naming it.
+/// Creation waits until the transactions running at that moment have
+/// finished (PostgreSQL needs a consistent point), and cannot run inside a
+/// transaction that has written.
 /// The LSNs are read back from `pg_replication_slots`.
 #[instrument(skip_all, fields(slot = %slot))]
 pub async fn create_logical_slot(
@@ -520,7 +567,7 @@ pub async fn create_logical_slot(
         match execute_all(client, &plan.statements).await {
             Ok(()) => created = true,
             // Created by someone else between the plan and now: check it like any existing slot.
-            Err(e) if e.sqlstate() == Some(&SqlState::DUPLICATE_OBJECT) => {
+            Err(e) if slot_failure(e.sqlstate()) == SlotFailure::AlreadyExists => {
                 warn!("slot appeared while creating it; checking it");
                 let again = plan_create_logical_slot(client, slot).await?;
                 if !again.statements.is_empty() {
@@ -673,16 +720,19 @@ pub async fn drop_slot_if_exists(
                 dropped: true,
             })
         }
-        // Dropped by someone else between the plan and now.
-        Err(e) if e.sqlstate() == Some(&SqlState::UNDEFINED_OBJECT) => Ok(DropSlotResult {
-            slot: slot.clone(),
-            dropped: false,
-        }),
-        Err(e) if e.sqlstate() == Some(&SqlState::OBJECT_IN_USE) => Err(SlotError::Active {
-            slot: slot.to_string(),
-            pid: None,
-        }),
-        Err(e) => Err(e.into()),
+        Err(e) => match slot_failure(e.sqlstate()) {
+            // Dropped by someone else between the plan and now.
+            SlotFailure::Gone => Ok(DropSlotResult {
+                slot: slot.clone(),
+                dropped: false,
+            }),
+            // A consumer connected between the plan and now.
+            SlotFailure::InUse => Err(SlotError::Active {
+                slot: slot.to_string(),
+                pid: None,
+            }),
+            SlotFailure::AlreadyExists | SlotFailure::Other => Err(e.into()),
+        },
     }
 }
 
@@ -780,17 +830,108 @@ mod tests {
     }
 
     #[test]
+    fn slot_query_on_9_6_names_only_its_columns() {
+        let v96 = ServerVersion::from(Major::V9_6);
+        assert_eq!(
+            list_slots_sql(v96),
+            "SELECT slot_name::text, plugin::text, slot_type, database::text, \
+             coalesce(database = current_database(), false), false, active, active_pid, \
+             restart_lsn, confirmed_flush_lsn, NULL::text, \
+             CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_xlog_location() END \
+             FROM pg_catalog.pg_replication_slots ORDER BY slot_name"
+        );
+        let one = slots_query(v96, true);
+        assert!(
+            one.ends_with(
+                "FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 ORDER BY slot_name"
+            ),
+            "{one}"
+        );
+        for q in [list_slots_sql(v96), one] {
+            for newer in ["temporary", "wal_status", "pg_current_wal_lsn"] {
+                assert!(!q.contains(newer), "{newer} is not on 9.6: {q}");
+            }
+        }
+    }
+
+    #[test]
     fn create_and_drop_sql() {
         let slot = SlotName::new("dms_slot_01").unwrap();
         let create = create_logical_slot_sql(&slot);
         assert_eq!(create.len(), 1);
+        // The same text on 9.6, whose output column is xlog_position: the
+        // alias list renames the columns by position.
         assert_eq!(
             create[0].to_string(),
-            "SELECT lsn FROM pg_create_logical_replication_slot('dms_slot_01', 'pglogical')"
+            "SELECT s.lsn FROM pg_catalog.pg_create_logical_replication_slot('dms_slot_01', 'pglogical') \
+             AS s(slot_name, lsn)"
         );
+        assert!(!create[0].sql.contains("xlog_position"));
         assert_eq!(
             drop_slot_sql(&slot)[0].to_string(),
             "SELECT pg_drop_replication_slot('dms_slot_01')"
         );
+    }
+
+    fn ours(slot: &str) -> SlotInfo {
+        SlotInfo {
+            name: slot.to_owned(),
+            plugin: Some(PLUGIN.to_owned()),
+            slot_type: SlotType::Logical,
+            database: Some("app".to_owned()),
+            in_current_database: true,
+            temporary: false,
+            active: false,
+            active_pid: None,
+            restart_lsn: Some(Lsn(0x100)),
+            confirmed_flush_lsn: Some(Lsn(0x200)),
+            wal_status: None,
+            lag_bytes: None,
+            retained_wal_bytes: None,
+        }
+    }
+
+    #[test]
+    fn an_active_slot_is_not_reused() {
+        let slot = SlotName::new("dms_slot_01").unwrap();
+        check_reusable(&slot, &ours("dms_slot_01")).unwrap();
+        let busy = SlotInfo {
+            active: true,
+            active_pid: Some(4242),
+            ..ours("dms_slot_01")
+        };
+        let err = check_reusable(&slot, &busy).unwrap_err();
+        assert!(
+            matches!(&err, SlotError::Active { slot, pid: Some(4242) } if slot == "dms_slot_01"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("4242"), "{err}");
+        // Another plugin is the more useful message, even when active.
+        let other = SlotInfo {
+            plugin: Some("test_decoding".to_owned()),
+            ..busy
+        };
+        assert!(matches!(
+            check_reusable(&slot, &other),
+            Err(SlotError::OtherPlugin { .. })
+        ));
+    }
+
+    #[test]
+    fn slot_failures_follow_the_shared_sqlstate_mapping() {
+        let cases = [
+            (Some(SqlState::DUPLICATE_OBJECT), SlotFailure::AlreadyExists),
+            (Some(SqlState::UNDEFINED_OBJECT), SlotFailure::Gone),
+            (Some(SqlState::OBJECT_IN_USE), SlotFailure::InUse),
+            (Some(SqlState::INSUFFICIENT_PRIVILEGE), SlotFailure::Other),
+            (
+                Some(SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE),
+                SlotFailure::Other,
+            ),
+            (None, SlotFailure::Other),
+        ];
+        for (code, failure) in cases {
+            assert_eq!(slot_failure(code.as_ref()), failure, "{code:?}");
+        }
     }
 }

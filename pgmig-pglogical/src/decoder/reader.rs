@@ -22,12 +22,19 @@ use crate::message::{Change, RawChange};
 
 /// The peek statement: slot name, `upto_lsn`, `upto_nchanges` and the
 /// options are all bound parameters (`$4` is [`decoding_options`]).
-pub const PEEK_CHANGES_SQL: &str = "SELECT lsn, xid::text, data \
-     FROM pg_catalog.pg_logical_slot_peek_changes($1::name, $2::pg_lsn, $3::int4, VARIADIC $4::text[])";
+///
+/// The function's output columns are `(location, xid, data)` on 9.6 and
+/// `(lsn, xid, data)` from 10 on; the column alias list names them by
+/// position, so the one statement runs on every version.
+pub const PEEK_CHANGES_SQL: &str = "SELECT c.lsn, c.xid::text, c.data \
+     FROM pg_catalog.pg_logical_slot_peek_changes($1::name, $2::pg_lsn, $3::int4, VARIADIC $4::text[]) \
+     AS c(lsn, xid, data)";
 
-/// The consuming statement, parameters as for [`PEEK_CHANGES_SQL`].
-pub const GET_CHANGES_SQL: &str = "SELECT lsn, xid::text, data \
-     FROM pg_catalog.pg_logical_slot_get_changes($1::name, $2::pg_lsn, $3::int4, VARIADIC $4::text[])";
+/// The consuming statement, parameters and column aliases as for
+/// [`PEEK_CHANGES_SQL`].
+pub const GET_CHANGES_SQL: &str = "SELECT c.lsn, c.xid::text, c.data \
+     FROM pg_catalog.pg_logical_slot_get_changes($1::name, $2::pg_lsn, $3::int4, VARIADIC $4::text[]) \
+     AS c(lsn, xid, data)";
 
 /// The output plugin options pgmig gives pglogical: protocol version 1 in
 /// JSON, and the replication sets to decode.
@@ -239,5 +246,27 @@ mod tests {
             decoding_options(&["Mixed", "a\"b"])[9],
             "\"Mixed\",\"a\"\"b\""
         );
+    }
+
+    #[test]
+    fn statements_alias_the_columns_that_9_6_names_location() {
+        assert_eq!(
+            PEEK_CHANGES_SQL,
+            "SELECT c.lsn, c.xid::text, c.data \
+             FROM pg_catalog.pg_logical_slot_peek_changes($1::name, $2::pg_lsn, $3::int4, VARIADIC $4::text[]) \
+             AS c(lsn, xid, data)"
+        );
+        assert_eq!(
+            GET_CHANGES_SQL,
+            PEEK_CHANGES_SQL.replace("slot_peek_changes", "slot_get_changes")
+        );
+        for sql in [PEEK_CHANGES_SQL, GET_CHANGES_SQL] {
+            // Every column is read through the alias `c`, never by the
+            // function's own (version-dependent) names.
+            let select = &sql[..sql.find(" FROM ").unwrap()];
+            assert_eq!(select, "SELECT c.lsn, c.xid::text, c.data", "{sql}");
+            assert!(sql.ends_with(") AS c(lsn, xid, data)"), "{sql}");
+            assert!(!sql.contains("location"), "{sql}");
+        }
     }
 }
