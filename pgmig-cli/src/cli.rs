@@ -18,8 +18,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options that every command takes.
-#[derive(Debug, Args)]
+/// Options that every command takes. `Debug` masks the connection strings.
+#[derive(Args)]
 pub struct GlobalArgs {
     /// Log more on stderr: -v info, -vv debug, -vvv trace (RUST_LOG also works).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -139,4 +139,20 @@ pub struct SetupArgs {
     /// Drop and recreate a node whose DSN differs (only when no subscription uses it).
     #[arg(long)]
     pub recreate_node: bool,
+}
+
+impl std::fmt::Debug for GlobalArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let masked = |dsn: &Option<String>| dsn.as_deref().map(pgmig_core::config::redact_dsn);
+        f.debug_struct("GlobalArgs")
+            .field("verbose", &self.verbose)
+            .field("json", &self.json)
+            .field("dry_run", &self.dry_run)
+            .field("yes", &self.yes)
+            .field("config", &self.config)
+            .field("source", &masked(&self.source))
+            .field("replica", &masked(&self.replica))
+            .field("target", &masked(&self.target))
+            .finish()
+    }
 }

@@ -11,12 +11,17 @@ mod settings;
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind as ClapErrorKind;
+use pgmig_core::config::redact_dsn;
 
 use crate::cli::Cli;
 use crate::exit::Outcome;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     init_logging(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -53,4 +58,21 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// Prints clap's help, version or usage error. An error may quote an
+/// argument — a connection string with a password, given unquoted — so its
+/// text goes through the redactor first.
+fn usage_error(err: clap::Error) -> ExitCode {
+    match err.kind() {
+        ClapErrorKind::DisplayHelp | ClapErrorKind::DisplayVersion => {
+            // clap colours help only on a terminal.
+            let _ = err.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprint!("{}", redact_dsn(&err.render().to_string()));
+            Outcome::Usage.into()
+        }
+    }
 }

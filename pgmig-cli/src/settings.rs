@@ -19,15 +19,15 @@ use crate::exit::UsageError;
 /// The default config file, read when present and no `--config` is given.
 pub const DEFAULT_CONFIG: &str = "pgmig.toml";
 
-/// One server's section of the config file.
-#[derive(Debug, Deserialize)]
+/// One server's section of the config file. No `Debug`: it holds a raw DSN.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServerSection {
     dsn: String,
 }
 
 /// The config file as written by `plan --write` or by hand.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     source: Option<ServerSection>,
@@ -37,8 +37,7 @@ pub struct FileConfig {
     pub plan: Option<Plan>,
 }
 
-/// The resolved settings of one invocation.
-#[derive(Debug)]
+/// The resolved settings of one invocation. No `Debug`: it holds raw DSNs.
 pub struct Settings {
     source: Option<(String, Origin)>,
     replica: Option<(String, Origin)>,
@@ -92,6 +91,18 @@ impl Settings {
             ServerRole::Replica => self.replica.as_ref(),
             ServerRole::Target => self.target.as_ref(),
         }
+    }
+
+    /// The connection of `role` as the user wrote it (not completed from
+    /// the environment or the passfile): what is stored where other machines
+    /// read it, such as pglogical's node DSN.
+    pub fn written_conn(&self, role: ServerRole) -> anyhow::Result<ConnConfig> {
+        // conn() reports a missing or malformed string with its origin.
+        let resolved = self.conn(role)?;
+        Ok(self
+            .raw(role)
+            .and_then(|(dsn, _)| ConnConfig::parse(dsn).ok())
+            .unwrap_or(resolved))
     }
 
     /// The connection of `role`, parsed and completed from the `PG*`

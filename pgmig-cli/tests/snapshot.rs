@@ -304,6 +304,34 @@ async fn setup_snapshot_resume_end_to_end() {
     assert_code(&again, 0, "snapshot again");
     assert!(out(&again).contains(&format!("P = {p}")), "{}", out(&again));
 
+    // Setup after the snapshot: nothing to do is fine; a change is refused.
+    let again = lab.pgmig(&["setup", "--yes"]);
+    assert_code(&again, 0, "setup after snapshot, nothing to do");
+    lab.source
+        .execute(
+            &lab.db,
+            "SELECT pglogical.replication_set_remove_table(s.set_name, 'public.\"Select\"'::regclass) \
+             FROM pglogical.replication_set s JOIN pglogical.replication_set_table t USING (set_id) \
+             WHERE t.set_reloid = 'public.\"Select\"'::regclass",
+        )
+        .await
+        .unwrap();
+    let refused = lab.pgmig(&["setup", "--yes"]);
+    assert_code(&refused, 1, "setup that would change the source after P");
+    assert!(
+        err(&refused).contains(&format!(
+            "the migration is pinned at P = {p}; setup would now change the source"
+        )),
+        "{}",
+        err(&refused)
+    );
+    assert_eq!(
+        lab.source_sql("SELECT count(*)::text FROM pglogical.replication_set_table WHERE set_reloid = 'public.\"Select\"'::regclass")
+            .await,
+        "0",
+        "setup changed the source after P"
+    );
+
     // resume-replica resumes and confirms.
     let resumed = lab.pgmig(&["resume-replica"]);
     assert_code(&resumed, 0, "resume-replica");
@@ -384,6 +412,34 @@ async fn snapshot_refuses_a_slot_newer_than_p_and_a_foreign_replica() {
         Some("none")
     );
 
+    // Resume by hand; a table removed from its set is then caught on the
+    // paused replica's catalogs, and the replica pgmig paused is resumed.
+    lab.replica
+        .execute(&lab.db, "SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    lab.source
+        .execute(
+            &lab.db,
+            "SELECT pglogical.replication_set_remove_table('idms_slot_01', 'public.audit_log'::regclass)",
+        )
+        .await
+        .unwrap();
+    lab.catch_up().await;
+    let snap = lab.pgmig(&["snapshot"]);
+    assert_code(&snap, 1, "snapshot with a table missing from its set");
+    assert!(
+        err(&snap).contains("were not complete at P ="),
+        "{}",
+        err(&snap)
+    );
+    assert!(err(&snap).contains("audit_log"), "{}", err(&snap));
+    assert_eq!(
+        lab.replica_sql("SELECT pg_is_wal_replay_paused()::text")
+            .await,
+        "false"
+    );
+
     // A replica of another primary: check and snapshot refuse, nothing paused.
     let foreign = pgmig_with(
         &["snapshot"],
@@ -391,7 +447,7 @@ async fn snapshot_refuses_a_slot_newer_than_p_and_a_foreign_replica() {
         &other_replica.conninfo("postgres"),
         &lab.target.conninfo(&lab.target_db),
     );
-    assert_code(&foreign, 1, "snapshot with a foreign replica");
+    assert_code(&foreign, 2, "snapshot with a foreign replica");
     assert!(
         err(&foreign).contains("the replica is not a standby of this source"),
         "{}",
@@ -420,7 +476,7 @@ async fn snapshot_refuses_a_slot_newer_than_p_and_a_foreign_replica() {
         &lab.replica.conninfo(&lab.db),
         &other.conninfo("postgres"),
     );
-    assert_code(&swapped, 1, "setup with target = source");
+    assert_code(&swapped, 2, "setup with target = source");
     assert!(
         err(&swapped).contains("the target is the source itself"),
         "{}",
@@ -452,6 +508,14 @@ async fn bad_connection_strings_exit_2_without_echoing_the_password() {
         "{}",
         err(&o)
     );
+    assert!(!err(&o).contains("hunter2-secret"), "{}", err(&o));
+    // An unquoted DSN splits into arguments; clap's complaint must not echo it.
+    let o = Command::new(env!("CARGO_BIN_EXE_pgmig"))
+        .args(["--source", "host=h", "password=hunter2-secret", "check"])
+        .output()
+        .unwrap();
+    assert_code(&o, 2, "unquoted DSN");
+    assert!(err(&o).contains("unrecognized subcommand"), "{}", err(&o));
     assert!(!err(&o).contains("hunter2-secret"), "{}", err(&o));
     let o = Command::new(env!("CARGO_BIN_EXE_pgmig"))
         .args(["snapshot"])

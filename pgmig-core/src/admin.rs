@@ -224,8 +224,12 @@ pub async fn is_replay_paused(client: &impl GenericClient, version: ServerVersio
 /// From 14 on, this waits until `pg_get_wal_replay_pause_state()` says
 /// `paused`. Before 14 the server only records the request and replay stops
 /// before the next WAL record, so this waits until the replay LSN reads the
-/// same twice, `settle` apart (default to pass: 200 ms), with the pause still
-/// requested. Fails with [`Error::NotAStandby`] on a primary and with
+/// same twice, `settle` apart, with the pause still requested. That is a
+/// heuristic: before 14 no server function tells a requested pause from a
+/// taken one (10–12 sleep in the pause without a wait event), so a single
+/// record whose replay takes longer than `settle` (a recovery conflict wait)
+/// could still move the LSN; the snapshot re-checks P after its proofs.
+/// Fails with [`Error::NotAStandby`] on a primary and with
 /// [`Error::Timeout`] after `timeout` (the pause request then stays in place:
 /// call [`resume_replay`] to undo it).
 pub async fn pause_replay(

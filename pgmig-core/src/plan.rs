@@ -17,9 +17,11 @@ use crate::ident::QualifiedTable;
 pub struct PlannedTable {
     /// The table.
     pub table: QualifiedTable,
-    /// Whether it has a primary key (without one, only INSERT and TRUNCATE
-    /// replicate: the table goes to the insert set only).
-    pub has_primary_key: bool,
+    /// Whether it has a replica-identity index — its primary key under the
+    /// default `REPLICA IDENTITY`, or `REPLICA IDENTITY USING INDEX`. pglogical
+    /// replicates UPDATE and DELETE only for such tables; without one only
+    /// INSERT and TRUNCATE replicate and the table goes to the insert set only.
+    pub has_identity_index: bool,
     /// Heap size with TOAST when planned, in bytes.
     pub bytes: i64,
 }
@@ -83,7 +85,7 @@ impl Plan {
             .filter(|t| t.kind != TableKind::PartitionedParent && !t.unlogged)
             .map(|t| PlannedTable {
                 table: t.table.clone(),
-                has_primary_key: t.has_primary_key(),
+                has_identity_index: t.has_identity_index(),
                 bytes: t.table_bytes,
             })
             .collect();
@@ -198,7 +200,7 @@ mod tests {
             ]
         );
         assert_eq!(plan, Plan::balanced(&tables, 2).unwrap(), "deterministic");
-        assert!(!plan.slot("dms_slot_02").unwrap().tables[0].has_primary_key);
+        assert!(!plan.slot("dms_slot_02").unwrap().tables[0].has_identity_index);
     }
 
     #[test]
@@ -213,7 +215,7 @@ mod tests {
     fn validation_finds_duplicates() {
         let t = PlannedTable {
             table: QualifiedTable::new("public", "x"),
-            has_primary_key: true,
+            has_identity_index: true,
             bytes: 1,
         };
         let plan = Plan {

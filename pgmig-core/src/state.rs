@@ -195,38 +195,33 @@ pub async fn init_migration(
 
 /// Records P. Refuses to replace a different P unless `replace` (a new
 /// snapshot before any data was loaded).
+///
+/// One conditional statement: two snapshots racing cannot both pin their P.
 pub async fn set_pause_lsn(client: &impl GenericClient, p: Lsn, replace: bool) -> Result<()> {
-    let row = client
-        .query_opt(
-            "SELECT pause_lsn FROM pgmig.migration WHERE id = 1 FOR UPDATE",
-            &[],
-        )
-        .await
-        .map_err(Error::query("read the recorded pause LSN"))?;
-    let Some(row) = row else {
-        return Err(Error::State {
-            detail: "no migration is recorded in the target; run `pgmig setup` first".into(),
-        });
-    };
-    if let Some(old) = row.get::<_, Option<PgLsn>>(0).map(Lsn::from)
-        && old != p
-        && !replace
-    {
-        return Err(Error::State {
-            detail: format!(
-                "the migration is already pinned at P = {old}; a new snapshot at {p} would not match the data \
-                 loaded from {old}. Run `pgmig cleanup` to start over"
-            ),
-        });
-    }
-    client
+    let updated = client
         .execute(
-            "UPDATE pgmig.migration SET pause_lsn = $1, paused_at = now() WHERE id = 1",
-            &[&PgLsn::from(p)],
+            "UPDATE pgmig.migration SET pause_lsn = $1, \
+               paused_at = CASE WHEN pause_lsn = $1 THEN paused_at ELSE now() END \
+             WHERE id = 1 AND (pause_lsn IS NULL OR pause_lsn = $1 OR $2)",
+            &[&PgLsn::from(p), &replace],
         )
         .await
         .map_err(Error::query("record the pause LSN"))?;
-    Ok(())
+    if updated == 1 {
+        return Ok(());
+    }
+    match load_migration(client).await? {
+        None => Err(Error::State {
+            detail: "no migration is recorded in the target; run `pgmig setup` first".into(),
+        }),
+        Some(m) => Err(Error::State {
+            detail: format!(
+                "the migration is already pinned at P = {}; a new snapshot at {p} would not match the data \
+                 loaded from it. Run `pgmig cleanup` to start over",
+                m.pause_lsn.unwrap_or_default()
+            ),
+        }),
+    }
 }
 
 /// Records a slot; a slot already recorded keeps its original creation LSNs
@@ -246,6 +241,29 @@ pub async fn record_slot(client: &impl GenericClient, slot: &SlotRecord) -> Resu
         )
         .await
         .map_err(Error::query(format!("record slot {}", slot.name)))?;
+    Ok(())
+}
+
+/// Sets a recorded slot's LSNs (after pgmig created it, or filled in a
+/// record written just before creating it).
+pub async fn update_slot_lsns(
+    client: &impl GenericClient,
+    slot: &str,
+    restart_lsn: Lsn,
+    confirmed_flush_lsn: Lsn,
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE pgmig.slot SET restart_lsn = $2, confirmed_flush_lsn = $3, recorded_at = now() \
+             WHERE name = $1",
+            &[
+                &slot,
+                &PgLsn::from(restart_lsn),
+                &PgLsn::from(confirmed_flush_lsn),
+            ],
+        )
+        .await
+        .map_err(Error::query(format!("record the LSNs of slot {slot}")))?;
     Ok(())
 }
 

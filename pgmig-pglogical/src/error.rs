@@ -111,7 +111,7 @@ pub enum Error {
     /// too: the replica is left paused.
     #[error(
         "{original}; resuming the replica afterwards failed as well, so it is still PAUSED: \
-         run `pgmig resume-replica` (or SELECT pg_wal_replay_resume() on it)"
+         run `pgmig resume-replica` once it is reachable"
     )]
     ResumeAfterFailure {
         /// The failed check.
@@ -204,8 +204,8 @@ pub enum Refusal {
     /// A slot was created, or consumed, after P.
     #[error(
         "slot {slot} is newer than the snapshot: its confirmed_flush_lsn {confirmed_flush_lsn} is after \
-         P = {pause_lsn}, so the changes in between would be lost; drop and recreate the slot, then \
-         resume the replica, let it catch up and take the snapshot again"
+         P = {pause_lsn}, so the changes in between would be lost; resume the replica \
+         (`pgmig resume-replica`), let it replay past {confirmed_flush_lsn}, then take the snapshot again"
     )]
     SlotAfterPause {
         /// The slot.
@@ -215,27 +215,55 @@ pub enum Refusal {
         /// P.
         pause_lsn: Lsn,
     },
-    /// Setup never verified the slot's sets.
+    /// Setup would change the source after P was recorded.
     #[error(
-        "the replication sets of slot {slot} were never verified by `pgmig setup`: run it first"
+        "the migration is pinned at P = {pause_lsn}; setup would now change the source ({}), and what \
+         it adds after P is not covered by the snapshot. Run `pgmig cleanup` to start over",
+        changes.join(", ")
     )]
-    SetsNotVerified {
-        /// The slot.
-        slot: String,
-    },
-    /// The sets were completed after P.
-    #[error(
-        "the replication sets of slot {slot} were completed at {verified_lsn}, after P = {pause_lsn}: \
-         changes to their tables before that were not captured; resume the replica, let it catch up \
-         and take the snapshot again"
-    )]
-    SetsVerifiedAfterPause {
-        /// The slot.
-        slot: String,
-        /// Where the source stood when setup verified the sets.
-        verified_lsn: Lsn,
+    SetupAfterSnapshot {
         /// P.
         pause_lsn: Lsn,
+        /// What setup would do.
+        changes: Vec<String>,
+    },
+    /// A slot is being consumed right now.
+    #[error(
+        "slot {slot} is in use by another session (pid {}): a consumer could move it past P; \
+         stop that consumer first",
+        pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+    )]
+    SlotInUse {
+        /// The slot.
+        slot: String,
+        /// The consuming backend.
+        pid: Option<i32>,
+    },
+    /// The paused replica's copy of pglogical's catalogs does not show the
+    /// planned membership: it was not committed before P.
+    #[error(
+        "the replication sets of slot {slot} were not complete at P = {pause_lsn} (read on the paused \
+         replica): {}; run `pgmig setup`, resume the replica, let it catch up, and take the snapshot again",
+        problems.join("; ")
+    )]
+    MembershipAtPause {
+        /// The slot.
+        slot: String,
+        /// P.
+        pause_lsn: Lsn,
+        /// What is missing or different.
+        problems: Vec<String>,
+    },
+    /// The replica paused ahead of the source's current position.
+    #[error(
+        "the replica paused at {pause_lsn}, ahead of the source's current WAL position {source_lsn}: \
+         it is not following this source's timeline; rebuild the maintenance replica from the source"
+    )]
+    ReplicaAhead {
+        /// P.
+        pause_lsn: Lsn,
+        /// The source's current WAL LSN.
+        source_lsn: Lsn,
     },
     /// A set lost a table or changed since setup.
     #[error("the replication sets of slot {slot} changed since setup: {}", problems.join("; "))]
@@ -286,7 +314,7 @@ impl Error {
     /// the CLI exits 1 for these, 3 for failures.
     pub fn is_refusal(&self) -> bool {
         match self {
-            Error::Refused(_) => true,
+            Error::Refused(r) => !r.is_wiring(),
             Error::ResumeAfterFailure { original, .. } => original.is_refusal(),
             _ => false,
         }
@@ -309,5 +337,22 @@ impl Error {
             | Error::Protocol { slot, .. }
             | Error::InvalidArgument { slot, .. } => Some(slot),
         }
+    }
+}
+
+impl Refusal {
+    /// Whether the refusal is a wiring or configuration mistake (the wrong
+    /// server given, setup not run: exit 2), rather than the invariant not
+    /// holding on correctly wired servers (exit 1).
+    pub fn is_wiring(&self) -> bool {
+        matches!(
+            self,
+            Refusal::ReplicaNotStandby
+                | Refusal::ReplicaOfOtherSource { .. }
+                | Refusal::TargetIsSource { .. }
+                | Refusal::StateOfOtherSource { .. }
+                | Refusal::NoMigration
+                | Refusal::PlannedTableMissing { .. }
+        )
     }
 }

@@ -108,16 +108,18 @@ pub fn slot_sets(slot: &SlotName) -> [(String, SetFlags); 2] {
 pub struct SetTable {
     /// The table.
     pub table: QualifiedTable,
-    /// Whether it has a primary key; without one it goes to the
+    /// Whether it has a replica-identity index (its primary key, or
+    /// `REPLICA IDENTITY USING INDEX`): pglogical replicates UPDATE and
+    /// DELETE only for such tables, so without one it goes to the
     /// insert/truncate set only.
-    pub has_primary_key: bool,
+    pub has_identity_index: bool,
 }
 
 impl SetTable {
     /// The sets of `slot` this table belongs in.
     pub fn set_names(&self, slot: &SlotName) -> Vec<String> {
         let mut sets = Vec::with_capacity(2);
-        if self.has_primary_key {
+        if self.has_identity_index {
             sets.push(update_delete_set_name(slot));
         }
         sets.push(insert_truncate_set_name(slot));
@@ -129,7 +131,7 @@ impl From<&TableInfo> for SetTable {
     fn from(t: &TableInfo) -> Self {
         SetTable {
             table: t.table.clone(),
-            has_primary_key: t.has_primary_key(),
+            has_identity_index: t.has_identity_index(),
         }
     }
 }
@@ -138,7 +140,7 @@ impl From<&PlannedTable> for SetTable {
     fn from(t: &PlannedTable) -> Self {
         SetTable {
             table: t.table.clone(),
-            has_primary_key: t.has_primary_key,
+            has_identity_index: t.has_identity_index,
         }
     }
 }
@@ -823,11 +825,11 @@ mod tests {
         let tables = [
             SetTable {
                 table: QualifiedTable::new("Sales", "Order Items"),
-                has_primary_key: true,
+                has_identity_index: true,
             },
             SetTable {
                 table: QualifiedTable::new("public", "log"),
-                has_primary_key: false,
+                has_identity_index: false,
             },
         ];
         let sql: Vec<String> = add_tables_sql(&slot(), &tables)

@@ -16,7 +16,7 @@
 use pgmig_core::config::ConnConfig;
 use pgmig_core::plan::Plan;
 use pgmig_core::state::{self, SlotRecord};
-use pgmig_core::{Lsn, ServerVersion, admin};
+use pgmig_core::{Lsn, ServerRole, ServerVersion, admin};
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 use tracing::{Instrument, info, info_span};
@@ -30,6 +30,10 @@ use crate::replication_set::{
 };
 use crate::slot::{PLUGIN, SlotName, create_logical_slot, plan_create_logical_slot};
 use crate::statement::Statement;
+
+/// How long setup waits for a table lock on the source before failing
+/// (a rerun continues where it stopped).
+pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The provider node's default name.
 pub const DEFAULT_NODE_NAME: &str = "pgmig_provider";
@@ -169,13 +173,29 @@ pub async fn run_setup(
     async move {
         // Wiring and validation first: nothing changes when they fail.
         let source_sysid = check_wiring(source, target).await?;
-        plan_setup(source, plan, opts).await?;
+        let statements = plan_setup(source, plan, opts).await?;
         let database: String = source
             .query_one("SELECT current_database()::text", &[])
             .await
             .map_err(pgmig_core::Error::query("read the source database name"))?
             .get(0);
-        state::init_migration(target, source_sysid, &database, plan).await?;
+        let migration = state::init_migration(target, source_sysid, &database, plan).await?;
+        if let Some(p) = migration.pause_lsn {
+            let changes: Vec<String> = statements
+                .iter()
+                .filter(|s| s.role == ServerRole::Source)
+                .map(|s| s.what.clone())
+                .collect();
+            if !changes.is_empty() {
+                return Err(Refusal::SetupAfterSnapshot { pause_lsn: p, changes }.into());
+            }
+        }
+        // Adding a table to a set locks it against writes: never queue behind
+        // a long transaction on production for long (a rerun continues).
+        source
+            .batch_execute(&format!("SET lock_timeout = '{}ms'", LOCK_TIMEOUT.as_millis()))
+            .await
+            .map_err(pgmig_core::Error::query("set lock_timeout on the source"))?;
 
         let extension = ensure_extension(source).await?;
         let node = create_provider_node(source, &opts.node_name, &opts.node_dsn, opts.recreate_node).await?;
@@ -186,6 +206,22 @@ pub async fn run_setup(
             let tables = set_tables(plan, &group.slot);
             let sets = ensure_sets(source, &slot).await?;
             let added = add_tables(source, &slot, &tables).await?;
+            // Record the slot as pgmig's *before* creating it, so a crash in
+            // between cannot leave a slot pgmig made but does not own.
+            if !plan_create_logical_slot(source, &slot).await?.statements.is_empty() {
+                state::record_slot(
+                    target,
+                    &SlotRecord {
+                        name: group.slot.clone(),
+                        plugin: PLUGIN.to_owned(),
+                        created_by_pgmig: true,
+                        restart_lsn: Lsn::INVALID,
+                        confirmed_flush_lsn: Lsn::INVALID,
+                        sets_verified_lsn: None,
+                    },
+                )
+                .await?;
+            }
             let created = create_logical_slot(source, &slot).await?;
             state::record_slot(
                 target,
@@ -199,6 +235,14 @@ pub async fn run_setup(
                 },
             )
             .await?;
+            let placeholder = state::slots(target)
+                .await?
+                .iter()
+                .any(|r| r.name == group.slot && r.restart_lsn.is_invalid());
+            if created.created || placeholder {
+                state::update_slot_lsns(target, &group.slot, created.restart_lsn, created.confirmed_flush_lsn)
+                    .await?;
+            }
             let problems = verify_membership(source, &slot, &tables).await?;
             if !problems.is_empty() {
                 return Err(Refusal::MembershipIncomplete {

@@ -1,29 +1,36 @@
 //! The verified snapshot: pause the maintenance replica, capture P, and
 //! prove the correctness invariant before a single row is loaded.
 //!
-//! In order, without changing anything until the first check passed:
+//! In order:
 //!
-//! 1. the replica is a standby of *this* source (same system identifier);
-//! 2. pause replay (unless already paused) and read P;
-//! 3. every planned slot exists on the source with plugin `pglogical`, and
-//!    its `confirmed_flush_lsn` ≤ P — a slot created, or consumed, past P
-//!    would silently lose the transactions in between;
-//! 4. every slot's replication sets were verified complete (by setup) at a
-//!    source LSN ≤ P, and still are;
-//! 5. each slot can be peeked with its two sets (a smoke test that decoding
-//!    works; nothing is consumed);
-//! 6. the replica is still paused at exactly P.
+//! 1. the target's state names this source, and the replica is a standby of
+//!    it (same system identifier) — checked before anything changes;
+//! 2. pause replay (unless already paused) and read P; P is not ahead of the
+//!    source's current WAL position (a standby of a diverged timeline would be);
+//! 3. every planned slot exists on the source with plugin `pglogical`, is not
+//!    being consumed by anyone, and its `confirmed_flush_lsn` ≤ P — a slot
+//!    created, or consumed, past P would silently lose the transactions in
+//!    between;
+//! 4. every slot's replication sets hold exactly its planned tables *in the
+//!    paused replica's copy of pglogical's catalogs*: the replica shows the
+//!    source's catalogs as of P, so this proves the membership was committed
+//!    before P (a check on the source could only say "now");
+//! 5. each slot can be peeked with its two sets up to P (a smoke test that
+//!    decoding works; nothing is consumed);
+//! 6. the replica is still paused at exactly P;
+//! 7. P is recorded in the target — atomically, only if no other P is.
 //!
-//! When a check fails after pgmig paused the replica, replay is resumed so
-//! everything is left as it was; a replica that was already paused stays
-//! paused.
+//! When any step after the pause fails (a refusal, a timeout, a lost
+//! connection), replay is resumed if pgmig paused it, so everything is left as
+//! it was; a replica that was already paused (or asked to pause) by someone
+//! else stays paused.
 
 use std::time::Duration;
 
-use pgmig_core::admin;
+use pgmig_core::admin::{self, ReplayPauseState};
 use pgmig_core::ident::quote_literal;
 use pgmig_core::plan::Plan;
-use pgmig_core::state::{self, SlotRecord};
+use pgmig_core::state;
 use pgmig_core::{Lsn, ServerVersion};
 use serde::Serialize;
 use tokio_postgres::GenericClient;
@@ -52,8 +59,6 @@ pub struct SlotProof {
     pub confirmed_flush_lsn: Lsn,
     /// Its `restart_lsn` at the check.
     pub restart_lsn: Lsn,
-    /// Where the source stood when setup verified its sets (≤ P).
-    pub sets_verified_lsn: Lsn,
     /// How many tables its sets hold.
     pub tables: usize,
     /// How many changes a peek returned (at most [`PEEK_LIMIT`]).
@@ -129,11 +134,14 @@ pub fn snapshot_sql(replica_version: ServerVersion, plan: &Plan) -> Result<Vec<S
     Ok(out)
 }
 
-const SLOT_SQL: &str = "SELECT plugin::text, confirmed_flush_lsn, restart_lsn FROM pg_replication_slots \
+const SLOT_SQL: &str = "SELECT plugin::text, confirmed_flush_lsn, restart_lsn, active, active_pid \
+     FROM pg_replication_slots \
      WHERE slot_name = $1 AND database = current_database()";
 
 struct SlotRow {
     plugin: String,
+    active: bool,
+    active_pid: Option<i32>,
     confirmed_flush_lsn: Option<Lsn>,
     restart_lsn: Option<Lsn>,
 }
@@ -145,6 +153,8 @@ async fn slot_row(source: &impl GenericClient, slot: &str) -> Result<Option<Slot
         .map_err(pgmig_core::Error::query(format!("read slot {slot}")))?;
     Ok(row.map(|r| SlotRow {
         plugin: r.get::<_, Option<String>>(0).unwrap_or_default(),
+        active: r.get(3),
+        active_pid: r.get(4),
         confirmed_flush_lsn: r
             .get::<_, Option<tokio_postgres::types::PgLsn>>(1)
             .map(Lsn::from),
@@ -167,7 +177,6 @@ pub async fn take_snapshot(
     let migration = state::load_migration(target)
         .await?
         .ok_or(Refusal::NoMigration)?;
-    let recorded = state::slots(target).await?;
     let source_sysid = admin::system_identifier(source).await?;
     if migration.source_system_identifier != source_sysid {
         return Err(Refusal::StateOfOtherSource {
@@ -187,38 +196,60 @@ pub async fn take_snapshot(
         }
         .into());
     }
+    let sv = ServerVersion::query(source).await?;
     let rv = ServerVersion::query(replica).await?;
-    let was_already_paused = admin::is_replay_paused(replica, rv).await?;
+    // A pause someone else requested (14+: not taken yet) is theirs too.
+    let was_already_paused =
+        admin::replay_pause_state(replica, rv).await? != ReplayPauseState::NotPaused;
 
-    // 2. Pause and read P.
-    let p = admin::pause_replay(replica, rv, PAUSE_TIMEOUT, PAUSE_SETTLE).await?;
-    info!(pause_lsn = %p, already = was_already_paused, "replica paused");
-
+    // 2.–7., undone on any failure once the pause may have been requested.
     let proven = async {
+        let p = admin::pause_replay(replica, rv, PAUSE_TIMEOUT, PAUSE_SETTLE).await?;
+        info!(pause_lsn = %p, already = was_already_paused, "replica paused");
+        let head = admin::current_wal_lsn(source, sv).await?;
+        if p > head {
+            return Err(Error::from(Refusal::ReplicaAhead {
+                pause_lsn: p,
+                source_lsn: head,
+            }));
+        }
         if let Some(old) = migration.pause_lsn
             && old != p
         {
-            return Err(Error::from(Refusal::PauseLsnChanged {
+            return Err(Refusal::PauseLsnChanged {
                 recorded: old,
                 now: p,
-            }));
+            }
+            .into());
         }
-        let slots = prove(source, replica, rv, &migration.plan, &recorded, p).await?;
+        let slots = prove(source, replica, rv, &migration.plan, p).await?;
         state::set_pause_lsn(target, p, false).await?;
-        state::log_step(target, "snapshot", "done", Some(&format!("P = {p}"))).await?;
-        Ok(slots)
+        Ok((p, slots))
     }
     .await;
     match proven {
-        Ok(slots) => Ok(Snapshot {
-            pause_lsn: p,
-            was_already_paused,
-            system_identifier: source_sysid,
-            slots,
-        }),
+        Ok((pause_lsn, slots)) => {
+            // The step log is a record for people, not part of the proof.
+            if let Err(err) = state::log_step(
+                target,
+                "snapshot",
+                "done",
+                Some(&format!("P = {pause_lsn}")),
+            )
+            .await
+            {
+                warn!(error = %err, "could not log the snapshot step");
+            }
+            Ok(Snapshot {
+                pause_lsn,
+                was_already_paused,
+                system_identifier: source_sysid,
+                slots,
+            })
+        }
         Err(err) => {
             if !was_already_paused {
-                warn!(error = %err, "snapshot refused; resuming the replica as it was");
+                warn!(error = %err, "snapshot failed; resuming the replica as it was");
                 if let Err(resume) = admin::resume_replay(replica, rv, PAUSE_TIMEOUT).await {
                     return Err(Error::ResumeAfterFailure {
                         original: Box::new(err),
@@ -269,14 +300,13 @@ async fn prove(
     replica: &impl GenericClient,
     rv: ServerVersion,
     plan: &Plan,
-    recorded: &[SlotRecord],
     p: Lsn,
 ) -> Result<Vec<SlotProof>, Error> {
     let mut proofs = Vec::with_capacity(plan.slots.len());
     for group in &plan.slots {
         let name = SlotName::new(&group.slot)?;
         let slot = name.as_str();
-        // 3. The slot existed, unconsumed, at P.
+        // 3. The slot existed, unconsumed, at P, and nobody consumes it.
         let row = slot_row(source, slot)
             .await?
             .ok_or_else(|| Refusal::SlotMissing {
@@ -289,6 +319,13 @@ async fn prove(
             }
             .into());
         }
+        if row.active {
+            return Err(Refusal::SlotInUse {
+                slot: slot.to_owned(),
+                pid: row.active_pid,
+            }
+            .into());
+        }
         let confirmed = row.confirmed_flush_lsn.unwrap_or(Lsn::INVALID);
         if confirmed.is_invalid() || confirmed > p {
             return Err(Refusal::SlotAfterPause {
@@ -298,32 +335,18 @@ async fn prove(
             }
             .into());
         }
-        // 4. Its sets were complete before P, and still are.
-        let verified = recorded
-            .iter()
-            .find(|r| r.name == slot)
-            .and_then(|r| r.sets_verified_lsn)
-            .ok_or_else(|| Refusal::SetsNotVerified {
-                slot: slot.to_owned(),
-            })?;
-        if verified > p {
-            return Err(Refusal::SetsVerifiedAfterPause {
-                slot: slot.to_owned(),
-                verified_lsn: verified,
-                pause_lsn: p,
-            }
-            .into());
-        }
+        // 4. Its sets held exactly its tables at P: read on the paused replica.
         let expected: Vec<SetTable> = group.tables.iter().map(SetTable::from).collect();
-        let problems = verify_membership(source, &name, &expected).await?;
+        let problems = verify_membership(replica, &name, &expected).await?;
         if !problems.is_empty() {
-            return Err(Refusal::MembershipIncomplete {
+            return Err(Refusal::MembershipAtPause {
                 slot: slot.to_owned(),
+                pause_lsn: p,
                 problems: problems.iter().map(ToString::to_string).collect(),
             }
             .into());
         }
-        // 5. Decoding works for this slot and its sets.
+        // 5. Decoding works for this slot and its sets (bounded by P).
         let sets = [
             update_delete_set_name(&name),
             insert_truncate_set_name(&name),
@@ -332,7 +355,7 @@ async fn prove(
             source,
             slot,
             &[sets[0].as_str(), sets[1].as_str()],
-            None,
+            Some(p),
             Some(i64::from(PEEK_LIMIT)),
         )
         .await?
@@ -341,7 +364,6 @@ async fn prove(
             slot: slot.to_owned(),
             confirmed_flush_lsn: confirmed,
             restart_lsn: row.restart_lsn.unwrap_or(Lsn::INVALID),
-            sets_verified_lsn: verified,
             tables: group.tables.len(),
             peeked_changes: peeked,
         });

@@ -55,10 +55,10 @@ fn slot_name(s: &str) -> SlotName {
     SlotName::new(s).expect("valid slot name")
 }
 
-fn set_table(schema: &str, name: &str, has_primary_key: bool) -> SetTable {
+fn set_table(schema: &str, name: &str, has_identity_index: bool) -> SetTable {
     SetTable {
         table: QualifiedTable::new(schema, name),
-        has_primary_key,
+        has_identity_index,
     }
 }
 
@@ -780,7 +780,7 @@ async fn whole_setup_is_idempotent_and_its_dry_run_changes_nothing() {
         .map(SetTable::from)
         .collect();
     assert_eq!(tables.len(), 4);
-    assert_eq!(tables.iter().filter(|t| t.has_primary_key).count(), 2);
+    assert_eq!(tables.iter().filter(|t| t.has_identity_index).count(), 2);
 
     // The dry run on a fresh database: exactly the `_sql` statements, in
     // order, and nothing changes.

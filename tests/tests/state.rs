@@ -14,7 +14,7 @@ fn plan(tables: &[&str]) -> Plan {
                 .iter()
                 .map(|t| PlannedTable {
                     table: QualifiedTable::new("public", *t),
-                    has_primary_key: true,
+                    has_identity_index: true,
                     bytes: 8192,
                 })
                 .collect(),

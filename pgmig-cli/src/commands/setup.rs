@@ -37,7 +37,7 @@ pub async fn run(global: &GlobalArgs, args: &SetupArgs) -> anyhow::Result<Outcom
     let settings = Settings::load(global)?;
     let source_conn = settings.conn(ServerRole::Source)?;
     let source = connect(&settings, ServerRole::Source).await?;
-    let mut opts = SetupOptions::for_source(&source_conn);
+    let mut opts = SetupOptions::for_source(&settings.written_conn(ServerRole::Source)?);
     if let Some(name) = &args.node_name {
         opts.node_name = name.clone();
     }

@@ -37,14 +37,14 @@ pub async fn snapshot(global: &GlobalArgs) -> anyhow::Result<Outcome> {
         );
         println!(
             "{:<16} {:>14} {:>14} {:>7} {:>7}",
-            "SLOT", "CONFIRMED", "SETS AT", "TABLES", "PEEKED"
+            "SLOT", "CONFIRMED", "RESTART", "TABLES", "PEEKED"
         );
         for s in &snap.slots {
             println!(
                 "{:<16} {:>14} {:>14} {:>7} {:>7}",
                 s.slot,
                 s.confirmed_flush_lsn.to_string(),
-                s.sets_verified_lsn.to_string(),
+                s.restart_lsn.to_string(),
                 s.tables,
                 s.peeked_changes
             );

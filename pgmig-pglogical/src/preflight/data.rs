@@ -69,17 +69,23 @@ pub(crate) fn judge_tables(tables: &[TableInfo]) -> Vec<Finding> {
 
     let no_pk: Vec<Finding> = with_rows
         .iter()
-        .filter(|t| !t.has_primary_key())
+        .filter(|t| !t.has_identity_index())
         .map(|t| {
-            Finding::warn(
-                SOURCE,
-                ids::DATA_PRIMARY_KEY,
+            let why = if t.has_primary_key() {
+                format!(
+                    "{} has a primary key but REPLICA IDENTITY {:?}: pglogical replicates UPDATE and \
+                     DELETE only through a replica-identity index, so only INSERT and TRUNCATE reach \
+                     the target",
+                    t.table, t.replica_identity
+                )
+            } else {
                 format!(
                     "{} has no primary key: its UPDATE and DELETE cannot replicate (INSERT and \
                      TRUNCATE do)",
                     t.table
-                ),
-            )
+                )
+            };
+            Finding::warn(SOURCE, ids::DATA_PRIMARY_KEY, why)
             .with_fix(format!(
                 "add a primary key before setup (ALTER TABLE {} ADD PRIMARY KEY (…)), or accept \
                  that only inserts reach the target and reload it at cutover",
@@ -90,8 +96,8 @@ pub(crate) fn judge_tables(tables: &[TableInfo]) -> Vec<Finding> {
     if no_pk.is_empty() {
         let summary = match with_rows.len() {
             0 => "no user tables".to_owned(),
-            1 => "the only table has a primary key".to_owned(),
-            n => format!("all {n} tables have a primary key"),
+            1 => "the only table has a primary key (replica-identity index)".to_owned(),
+            n => format!("all {n} tables have a primary key (replica-identity index)"),
         };
         out.push(Finding::ok(SOURCE, ids::DATA_PRIMARY_KEY, summary));
     }
