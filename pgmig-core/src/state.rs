@@ -1,8 +1,8 @@
 //! pgmig's own state, kept in the target's schema `pgmig` so that it cannot
 //! be lost with a laptop: the migration (which source, the plan, the pause
-//! LSN P), the slots pgmig created with their LSNs at creation, and a step
-//! log. Later steps add their own tables (load chunks, CDC progress) to the
-//! same schema. `pgmig cleanup` drops it; verification and DMS mappings never
+//! LSN P) and a step log. Each step adds its own tables to the same schema
+//! (pgmig-pglogical the slots it created, later the load chunks and CDC
+//! progress). `pgmig cleanup` drops it; verification and DMS mappings never
 //! include it.
 
 use std::time::SystemTime;
@@ -29,14 +29,6 @@ pub const SCHEMA_SQL: &[&str] = &[
        pause_lsn pg_lsn, \
        paused_at timestamptz, \
        created_at timestamptz NOT NULL DEFAULT now())",
-    "CREATE TABLE IF NOT EXISTS pgmig.slot (\
-       name text PRIMARY KEY, \
-       plugin text NOT NULL, \
-       created_by_pgmig boolean NOT NULL, \
-       restart_lsn pg_lsn NOT NULL, \
-       confirmed_flush_lsn pg_lsn NOT NULL, \
-       sets_verified_lsn pg_lsn, \
-       recorded_at timestamptz NOT NULL DEFAULT now())",
     "CREATE TABLE IF NOT EXISTS pgmig.step_log (\
        id bigserial PRIMARY KEY, \
        step text NOT NULL, \
@@ -61,25 +53,8 @@ pub struct MigrationRecord {
     pub paused_at: Option<SystemTime>,
 }
 
-/// What pgmig recorded about one slot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SlotRecord {
-    /// The slot name.
-    pub name: String,
-    /// Its output plugin (`pglogical`).
-    pub plugin: String,
-    /// Whether pgmig created it (only those are dropped without `--force`).
-    pub created_by_pgmig: bool,
-    /// `restart_lsn` when pgmig created or adopted it.
-    pub restart_lsn: Lsn,
-    /// `confirmed_flush_lsn` when pgmig created or adopted it.
-    pub confirmed_flush_lsn: Lsn,
-    /// The source's WAL position when its replication sets were last
-    /// verified complete; the snapshot needs this to be ≤ P.
-    pub sets_verified_lsn: Option<Lsn>,
-}
-
-async fn table_exists(client: &impl GenericClient, table: &str) -> Result<bool> {
+/// Whether a relation exists (`to_regclass`), e.g. `pgmig.migration`.
+pub async fn table_exists(client: &impl GenericClient, table: &str) -> Result<bool> {
     let row = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
         .await
@@ -222,99 +197,6 @@ pub async fn set_pause_lsn(client: &impl GenericClient, p: Lsn, replace: bool) -
             ),
         }),
     }
-}
-
-/// Records a slot; a slot already recorded keeps its original creation LSNs
-/// and ownership.
-pub async fn record_slot(client: &impl GenericClient, slot: &SlotRecord) -> Result<()> {
-    client
-        .execute(
-            "INSERT INTO pgmig.slot (name, plugin, created_by_pgmig, restart_lsn, confirmed_flush_lsn) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
-            &[
-                &slot.name,
-                &slot.plugin,
-                &slot.created_by_pgmig,
-                &PgLsn::from(slot.restart_lsn),
-                &PgLsn::from(slot.confirmed_flush_lsn),
-            ],
-        )
-        .await
-        .map_err(Error::query(format!("record slot {}", slot.name)))?;
-    Ok(())
-}
-
-/// Sets a recorded slot's LSNs (after pgmig created it, or filled in a
-/// record written just before creating it).
-pub async fn update_slot_lsns(
-    client: &impl GenericClient,
-    slot: &str,
-    restart_lsn: Lsn,
-    confirmed_flush_lsn: Lsn,
-) -> Result<()> {
-    client
-        .execute(
-            "UPDATE pgmig.slot SET restart_lsn = $2, confirmed_flush_lsn = $3, recorded_at = now() \
-             WHERE name = $1",
-            &[
-                &slot,
-                &PgLsn::from(restart_lsn),
-                &PgLsn::from(confirmed_flush_lsn),
-            ],
-        )
-        .await
-        .map_err(Error::query(format!("record the LSNs of slot {slot}")))?;
-    Ok(())
-}
-
-/// Records that the slot's replication sets were verified complete while the
-/// source was at `lsn`.
-pub async fn set_sets_verified(client: &impl GenericClient, slot: &str, lsn: Lsn) -> Result<()> {
-    client
-        .execute(
-            "UPDATE pgmig.slot SET sets_verified_lsn = $2 WHERE name = $1",
-            &[&slot, &PgLsn::from(lsn)],
-        )
-        .await
-        .map_err(Error::query(format!("record the set check of slot {slot}")))?;
-    Ok(())
-}
-
-/// Forgets a slot (after pgmig dropped it).
-pub async fn forget_slot(client: &impl GenericClient, slot: &str) -> Result<()> {
-    if table_exists(client, "pgmig.slot").await? {
-        client
-            .execute("DELETE FROM pgmig.slot WHERE name = $1", &[&slot])
-            .await
-            .map_err(Error::query(format!("forget slot {slot}")))?;
-    }
-    Ok(())
-}
-
-/// The recorded slots, by name; empty when the target holds no state.
-pub async fn slots(client: &impl GenericClient) -> Result<Vec<SlotRecord>> {
-    if !table_exists(client, "pgmig.slot").await? {
-        return Ok(Vec::new());
-    }
-    let rows = client
-        .query(
-            "SELECT name, plugin, created_by_pgmig, restart_lsn, confirmed_flush_lsn, sets_verified_lsn \
-             FROM pgmig.slot ORDER BY name",
-            &[],
-        )
-        .await
-        .map_err(Error::query("read the recorded slots"))?;
-    Ok(rows
-        .iter()
-        .map(|r| SlotRecord {
-            name: r.get(0),
-            plugin: r.get(1),
-            created_by_pgmig: r.get(2),
-            restart_lsn: Lsn::from(r.get::<_, PgLsn>(3)),
-            confirmed_flush_lsn: Lsn::from(r.get::<_, PgLsn>(4)),
-            sets_verified_lsn: r.get::<_, Option<PgLsn>>(5).map(Lsn::from),
-        })
-        .collect())
 }
 
 /// Appends to the step log.

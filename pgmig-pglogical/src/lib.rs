@@ -15,6 +15,7 @@ pub mod node;
 pub mod replication_set;
 pub mod setup;
 pub mod slot;
+pub mod slot_state;
 pub mod snapshot;
 pub mod statement;
 

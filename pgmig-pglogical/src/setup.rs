@@ -15,7 +15,7 @@
 
 use pgmig_core::config::ConnConfig;
 use pgmig_core::plan::Plan;
-use pgmig_core::state::{self, SlotRecord};
+use pgmig_core::state;
 use pgmig_core::{Lsn, ServerRole, ServerVersion, admin};
 use serde::Serialize;
 use tokio_postgres::GenericClient;
@@ -29,6 +29,7 @@ use crate::replication_set::{
     SetTable, add_tables, ensure_sets, plan_add_tables, plan_ensure_sets, verify_membership,
 };
 use crate::slot::{PLUGIN, SlotName, create_logical_slot, plan_create_logical_slot};
+use crate::slot_state::{self, SLOT_TABLE_SQL, SlotRecord};
 use crate::statement::Statement;
 
 /// How long setup waits for a table lock on the source before failing
@@ -153,13 +154,12 @@ pub async fn plan_setup(
         out.extend(add.statements);
         out.extend(plan_create_logical_slot(source, &slot).await?.statements);
     }
-    out.extend(state::SCHEMA_SQL.iter().map(|sql| {
-        Statement::new(
-            pgmig_core::ServerRole::Target,
-            "create pgmig's state schema",
-            *sql,
-        )
-    }));
+    out.extend(
+        state::SCHEMA_SQL
+            .iter()
+            .chain([&SLOT_TABLE_SQL])
+            .map(|sql| Statement::new(ServerRole::Target, "create pgmig's state schema", *sql)),
+    );
     Ok(out)
 }
 
@@ -209,7 +209,7 @@ pub async fn run_setup(
             // Record the slot as pgmig's *before* creating it, so a crash in
             // between cannot leave a slot pgmig made but does not own.
             if !plan_create_logical_slot(source, &slot).await?.statements.is_empty() {
-                state::record_slot(
+                slot_state::record_slot(
                     target,
                     &SlotRecord {
                         name: group.slot.clone(),
@@ -223,7 +223,7 @@ pub async fn run_setup(
                 .await?;
             }
             let created = create_logical_slot(source, &slot).await?;
-            state::record_slot(
+            slot_state::record_slot(
                 target,
                 &SlotRecord {
                     name: group.slot.clone(),
@@ -235,12 +235,12 @@ pub async fn run_setup(
                 },
             )
             .await?;
-            let placeholder = state::slots(target)
+            let placeholder = slot_state::slots(target)
                 .await?
                 .iter()
                 .any(|r| r.name == group.slot && r.restart_lsn.is_invalid());
             if created.created || placeholder {
-                state::update_slot_lsns(target, &group.slot, created.restart_lsn, created.confirmed_flush_lsn)
+                slot_state::update_slot_lsns(target, &group.slot, created.restart_lsn, created.confirmed_flush_lsn)
                     .await?;
             }
             let problems = verify_membership(source, &slot, &tables).await?;
@@ -254,7 +254,7 @@ pub async fn run_setup(
             // The memberships just verified are committed: any position read
             // now is at or after their commit. When this run added nothing,
             // the earlier (smaller) verified position still holds.
-            let earlier = state::slots(target)
+            let earlier = slot_state::slots(target)
                 .await?
                 .into_iter()
                 .find(|r| r.name == group.slot)
@@ -263,11 +263,11 @@ pub async fn run_setup(
                 Some(lsn) if sets.created.is_empty() && added.added.is_empty() => lsn,
                 _ => {
                     let now = admin::current_wal_lsn(source, version).await?;
-                    state::set_sets_verified(target, &group.slot, now).await?;
+                    slot_state::set_sets_verified(target, &group.slot, now).await?;
                     now
                 }
             };
-            let recorded = state::slots(target)
+            let recorded = slot_state::slots(target)
                 .await?
                 .into_iter()
                 .find(|r| r.name == group.slot)

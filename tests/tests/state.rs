@@ -2,8 +2,9 @@
 //! P pinned once, slot records that keep their creation LSNs.
 
 use pgmig_core::plan::{Plan, PlannedTable, SlotGroup};
-use pgmig_core::state::{self, SlotRecord};
+use pgmig_core::state;
 use pgmig_core::{Error, Lsn, QualifiedTable};
+use pgmig_pglogical::slot_state::{self, SlotRecord};
 use pgmig_testkit::{Cluster, skip_unless_available};
 
 fn plan(tables: &[&str]) -> Plan {
@@ -30,7 +31,7 @@ async fn migration_state_round_trips_and_refuses_wrong_wiring() {
     let client = target.connect(&db).await.unwrap();
 
     assert_eq!(state::load_migration(&client).await.unwrap(), None);
-    assert!(state::slots(&client).await.unwrap().is_empty());
+    assert!(slot_state::slots(&client).await.unwrap().is_empty());
 
     let sysid = u64::MAX - 7; // above i64::MAX: stored exactly
     let first = state::init_migration(&client, sysid, "app", &plan(&["a"]))
@@ -102,18 +103,20 @@ async fn migration_state_round_trips_and_refuses_wrong_wiring() {
         confirmed_flush_lsn: "0/200".parse().unwrap(),
         sets_verified_lsn: None,
     };
-    state::record_slot(&client, &slot).await.unwrap();
+    slot_state::record_slot(&client, &slot).await.unwrap();
     let mut later = slot.clone();
     later.confirmed_flush_lsn = "0/900".parse().unwrap();
     later.created_by_pgmig = false;
-    state::record_slot(&client, &later).await.unwrap();
-    state::set_sets_verified(&client, "dms_slot_01", "0/250".parse().unwrap())
+    slot_state::record_slot(&client, &later).await.unwrap();
+    slot_state::set_sets_verified(&client, "dms_slot_01", "0/250".parse().unwrap())
         .await
         .unwrap();
-    let recorded = state::slots(&client).await.unwrap();
+    let recorded = slot_state::slots(&client).await.unwrap();
     let mut want = slot.clone();
     want.sets_verified_lsn = Some("0/250".parse().unwrap());
     assert_eq!(recorded, vec![want]);
-    state::forget_slot(&client, "dms_slot_01").await.unwrap();
-    assert!(state::slots(&client).await.unwrap().is_empty());
+    slot_state::forget_slot(&client, "dms_slot_01")
+        .await
+        .unwrap();
+    assert!(slot_state::slots(&client).await.unwrap().is_empty());
 }

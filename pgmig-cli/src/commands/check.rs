@@ -24,7 +24,7 @@ pub async fn run(global: &GlobalArgs, slots: usize) -> anyhow::Result<Outcome> {
     };
     // Slots pgmig recorded in the target are its own; the rest are listed.
     let own: Vec<String> = match &target {
-        Some(Ok(t)) => pgmig_core::state::slots(t)
+        Some(Ok(t)) => pgmig_pglogical::slot_state::slots(t)
             .await
             .map(|slots| slots.into_iter().map(|s| s.name).collect())
             .unwrap_or_default(),

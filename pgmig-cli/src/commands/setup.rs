@@ -19,13 +19,22 @@ async fn choose_plan(
     target: Option<&tokio_postgres::Client>,
     slots: usize,
 ) -> anyhow::Result<Plan> {
+    let given = |plan: Plan, from: &str| {
+        if plan.slots.len() != slots {
+            eprintln!(
+                "note: using the plan {from} ({} slot(s)); --slots {slots} applies only when there is none",
+                plan.slots.len()
+            );
+        }
+        plan
+    };
     if let Some(plan) = &settings.plan {
-        return Ok(plan.clone());
+        return Ok(given(plan.clone(), "of the config file"));
     }
     if let Some(target) = target
         && let Some(m) = state::load_migration(target).await?
     {
-        return Ok(m.plan);
+        return Ok(given(m.plan, "recorded in the target"));
     }
     let version = ServerVersion::query(source).await?;
     let tables = list_tables(source, version).await?;
