@@ -88,6 +88,23 @@ fn lsn_of(value: Option<PgLsn>) -> Option<Lsn> {
     value.map(Lsn::from)
 }
 
+/// Runs `sql`, whose first column is `pg_is_in_recovery()`, and fails with
+/// [`Error::NotAStandby`] when the server is a primary.
+async fn standby_query(
+    client: &impl GenericClient,
+    what: &str,
+    sql: &str,
+) -> Result<tokio_postgres::Row> {
+    let row = client
+        .query_one(sql, &[])
+        .await
+        .map_err(Error::query(what))?;
+    if !row.get::<_, bool>(0) {
+        return Err(Error::NotAStandby { what: what.into() });
+    }
+    Ok(row)
+}
+
 /// Whether the server is a standby (`pg_is_in_recovery()`).
 pub async fn is_in_recovery(client: &impl GenericClient) -> Result<bool> {
     let row = client
@@ -138,13 +155,7 @@ pub async fn last_replay_lsn(client: &impl GenericClient, version: ServerVersion
     let f = WalFunctions::for_major(version.major());
     let what = "read the last replayed LSN";
     let sql = format!("SELECT pg_is_in_recovery(), {}()", f.last_replay_lsn);
-    let row = client
-        .query_one(&sql, &[])
-        .await
-        .map_err(Error::query(what))?;
-    if !row.get::<_, bool>(0) {
-        return Err(Error::NotAStandby { what: what.into() });
-    }
+    let row = standby_query(client, what, &sql).await?;
     lsn_of(row.get(1)).ok_or_else(|| Error::Protocol {
         what: what.into(),
         detail: "NULL: the standby has not replayed any WAL yet".into(),
@@ -161,13 +172,7 @@ pub async fn last_receive_lsn(
     let f = WalFunctions::for_major(version.major());
     let what = "read the last received LSN";
     let sql = format!("SELECT pg_is_in_recovery(), {}()", f.last_receive_lsn);
-    let row = client
-        .query_one(&sql, &[])
-        .await
-        .map_err(Error::query(what))?;
-    if !row.get::<_, bool>(0) {
-        return Err(Error::NotAStandby { what: what.into() });
-    }
+    let row = standby_query(client, what, &sql).await?;
     Ok(lsn_of(row.get(1)))
 }
 
@@ -194,13 +199,7 @@ pub async fn replay_pause_state(
             f.is_replay_paused
         ),
     };
-    let row = client
-        .query_one(&sql, &[])
-        .await
-        .map_err(Error::query(what))?;
-    if !row.get::<_, bool>(0) {
-        return Err(Error::NotAStandby { what: what.into() });
-    }
+    let row = standby_query(client, what, &sql).await?;
     let state: String = row.get::<_, Option<String>>(1).unwrap_or_default();
     match state.as_str() {
         "not paused" => Ok(ReplayPauseState::NotPaused),
