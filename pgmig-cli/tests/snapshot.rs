@@ -532,3 +532,71 @@ async fn bad_connection_strings_exit_2_without_echoing_the_password() {
         err(&o)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interrupted_snapshot_resumes_the_replica_and_records_nothing() {
+    skip_unless_available!(pglogical);
+    skip_unless_available!(16);
+    let lab = Lab3::start().await;
+    assert_code(&lab.pgmig(&["setup", "--slots", "1", "--yes"]), 0, "setup");
+    lab.catch_up().await;
+
+    // Hold the migration row: recording P will wait on it, after the pause.
+    let blocker = lab.target.connect(&lab.target_db).await.unwrap();
+    blocker
+        .batch_execute("BEGIN; SELECT * FROM pgmig.migration FOR UPDATE")
+        .await
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pgmig"))
+        .arg("snapshot")
+        .env("PGMIG_SOURCE", lab.source.conninfo(&lab.db))
+        .env("PGMIG_REPLICA", lab.replica.conninfo(&lab.db))
+        .env("PGMIG_TARGET", lab.target.conninfo(&lab.target_db))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until pgmig has paused the replica and waits on the row lock.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let waiting = lab
+            .target_sql(
+                "SELECT count(*)::text FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+            )
+            .await;
+        if waiting.as_deref() == Some("1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pgmig never reached the recording step"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        lab.replica_sql("SELECT pg_is_wal_replay_paused()::text")
+            .await,
+        "true"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 3, "interrupted snapshot");
+    assert!(err(&o).contains("interrupted by SIGTERM"), "{}", err(&o));
+    assert!(err(&o).contains("replay was resumed"), "{}", err(&o));
+    assert_eq!(
+        lab.replica_sql("SELECT pg_is_wal_replay_paused()::text")
+            .await,
+        "false"
+    );
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        lab.target_sql("SELECT coalesce(pause_lsn::text, 'none') FROM pgmig.migration")
+            .await
+            .as_deref(),
+        Some("none")
+    );
+}

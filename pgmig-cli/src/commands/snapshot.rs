@@ -1,7 +1,11 @@
 //! `pgmig snapshot` and `pgmig resume-replica`.
 
+use anyhow::Context;
+use pgmig_core::admin::{self, ReplayPauseState};
 use pgmig_core::{ServerRole, ServerVersion, state};
-use pgmig_pglogical::snapshot::{resume_replica, resume_sql, snapshot_sql, take_snapshot};
+use pgmig_pglogical::snapshot::{
+    PAUSE_TIMEOUT, resume_replica, resume_sql, snapshot_sql, take_snapshot,
+};
 
 use super::common::{connect, print_dry_run, print_json};
 use crate::cli::GlobalArgs;
@@ -22,7 +26,46 @@ pub async fn snapshot(global: &GlobalArgs) -> anyhow::Result<Outcome> {
         print_dry_run(&snapshot_sql(rv, &migration.plan)?, global.json)?;
         return Ok(Outcome::Success);
     }
-    let snap = take_snapshot(&source, &replica, &target).await?;
+    // Interrupted (Ctrl-C, SIGTERM) while the snapshot runs: stop the
+    // target's statement, then leave things consistent — either P was
+    // recorded (the snapshot completed: the replica stays paused at it) or
+    // not (replay goes back to how it was before).
+    let rv = ServerVersion::query(&replica).await?;
+    let paused_before =
+        admin::replay_pause_state(&replica, rv).await? != ReplayPauseState::NotPaused;
+    let target_cancel = target.cancel_token();
+    let target_tls = settings.conn(ServerRole::Target)?.tls_connector()?;
+    let snap = tokio::select! {
+        biased;
+        signal = interrupted() => {
+            let signal = signal?;
+            // Best effort: the statement may also have finished meanwhile.
+            let _ = target_cancel.cancel_query(target_tls).await;
+            // Runs after the interrupted statement resolved on this connection.
+            let recorded = state::load_migration(&target).await?.and_then(|m| m.pause_lsn);
+            let replay = admin::last_replay_lsn(&replica, rv).await?;
+            if recorded == Some(replay) && admin::is_replay_paused(&replica, rv).await? {
+                anyhow::bail!(
+                    "interrupted by {signal} after P = {replay} was recorded: the snapshot is complete \
+                     and the replica stays paused at P"
+                );
+            }
+            if !paused_before {
+                admin::resume_replay(&replica, rv, PAUSE_TIMEOUT).await.context(
+                    "interrupted, and resuming the replica failed: it may still be PAUSED; run `pgmig resume-replica`",
+                )?;
+            }
+            anyhow::bail!(
+                "interrupted by {signal}: nothing was recorded{}",
+                if paused_before {
+                    "; the replica stays paused as it was"
+                } else {
+                    "; the replica's replay was resumed"
+                }
+            );
+        }
+        snap = take_snapshot(&source, &replica, &target) => snap?,
+    };
     if global.json {
         print_json(&snap)?;
     } else {
@@ -77,4 +120,14 @@ pub async fn resume(global: &GlobalArgs) -> anyhow::Result<Outcome> {
         );
     }
     Ok(Outcome::Success)
+}
+
+/// Resolves on the first SIGINT or SIGTERM, naming it.
+async fn interrupted() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => { r?; Ok("SIGINT") }
+        _ = term.recv() => Ok("SIGTERM"),
+    }
 }
