@@ -37,6 +37,12 @@ pub const SCHEMA_SQL: &[&str] = &[
        at timestamptz NOT NULL DEFAULT now())",
 ];
 
+/// Records the migration: `$1` source system identifier, `$2` source
+/// database, `$3` the plan as JSON (all text).
+pub const RECORD_MIGRATION_SQL: &str = "INSERT INTO pgmig.migration (id, source_system_identifier, source_database, plan) \
+     VALUES (1, $1::text::numeric, $2, $3::text::jsonb) \
+     ON CONFLICT (id) DO UPDATE SET plan = EXCLUDED.plan";
+
 /// The migration row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MigrationRecord {
@@ -149,9 +155,7 @@ pub async fn init_migration(
     }
     client
         .execute(
-            "INSERT INTO pgmig.migration (id, source_system_identifier, source_database, plan) \
-             VALUES (1, $1::text::numeric, $2, $3::text::jsonb) \
-             ON CONFLICT (id) DO UPDATE SET plan = EXCLUDED.plan",
+            RECORD_MIGRATION_SQL,
             &[
                 &source_system_identifier.to_string(),
                 &source_database,

@@ -29,7 +29,7 @@ use crate::replication_set::{
     SetTable, add_tables, ensure_sets, plan_add_tables, plan_ensure_sets, verify_membership,
 };
 use crate::slot::{PLUGIN, SlotName, create_logical_slot, plan_create_logical_slot};
-use crate::slot_state::{self, SLOT_TABLE_SQL, SlotRecord};
+use crate::slot_state::{self, RECORD_SLOT_SQL, SETS_VERIFIED_SQL, SLOT_TABLE_SQL, SlotRecord};
 use crate::statement::Statement;
 
 /// How long setup waits for a table lock on the source before failing
@@ -107,6 +107,14 @@ fn set_tables(plan: &Plan, slot: &str) -> Vec<SetTable> {
         .unwrap_or_default()
 }
 
+async fn source_database(source: &impl GenericClient) -> Result<String, Error> {
+    Ok(source
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .map_err(pgmig_core::Error::query("read the source database name"))?
+        .get(0))
+}
+
 /// Refuses a target that is the source itself.
 async fn check_wiring(
     source: &impl GenericClient,
@@ -160,6 +168,46 @@ pub async fn plan_setup(
             .chain([&SLOT_TABLE_SQL])
             .map(|sql| Statement::new(ServerRole::Target, "create pgmig's state schema", *sql)),
     );
+    // The target's records. Values only known while running are shown in <>.
+    let sysid = admin::system_identifier(source).await?;
+    let database = source_database(source).await?;
+    let plan_json = serde_json::to_string(plan).map_err(|e| Error::InvalidArgument {
+        slot: String::new(),
+        detail: format!("the plan cannot be written as JSON: {e}"),
+    })?;
+    out.push(
+        Statement::new(
+            ServerRole::Target,
+            "record the migration",
+            state::RECORD_MIGRATION_SQL,
+        )
+        .bind(sysid.to_string())
+        .bind(database)
+        .bind(plan_json),
+    );
+    for group in &plan.slots {
+        out.push(
+            Statement::new(
+                ServerRole::Target,
+                format!("record slot {}", group.slot),
+                RECORD_SLOT_SQL,
+            )
+            .bind(group.slot.clone())
+            .bind(PLUGIN)
+            .bind("<true when created now>")
+            .bind("<its restart_lsn>")
+            .bind("<its confirmed_flush_lsn>"),
+        );
+        out.push(
+            Statement::new(
+                ServerRole::Target,
+                format!("record that the sets of {} are complete", group.slot),
+                SETS_VERIFIED_SQL,
+            )
+            .bind(group.slot.clone())
+            .bind("<the source's pg_current_wal_lsn() after the check>"),
+        );
+    }
     Ok(out)
 }
 
@@ -174,11 +222,7 @@ pub async fn run_setup(
         // Wiring and validation first: nothing changes when they fail.
         let source_sysid = check_wiring(source, target).await?;
         let statements = plan_setup(source, plan, opts).await?;
-        let database: String = source
-            .query_one("SELECT current_database()::text", &[])
-            .await
-            .map_err(pgmig_core::Error::query("read the source database name"))?
-            .get(0);
+        let database = source_database(source).await?;
         let migration = state::init_migration(target, source_sysid, &database, plan).await?;
         if let Some(p) = migration.pause_lsn {
             let changes: Vec<String> = statements

@@ -20,6 +20,15 @@ pub const SLOT_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS pgmig.slot (\
        sets_verified_lsn pg_lsn, \
        recorded_at timestamptz NOT NULL DEFAULT now())";
 
+/// Records a slot: `$1` name, `$2` plugin, `$3` created by pgmig, `$4`
+/// restart LSN, `$5` confirmed flush LSN.
+pub const RECORD_SLOT_SQL: &str = "INSERT INTO pgmig.slot (name, plugin, created_by_pgmig, restart_lsn, confirmed_flush_lsn) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING";
+
+/// Records where the source stood when a slot's sets were verified: `$1`
+/// slot, `$2` LSN.
+pub const SETS_VERIFIED_SQL: &str = "UPDATE pgmig.slot SET sets_verified_lsn = $2 WHERE name = $1";
+
 /// Creates pgmig's state schema and the slot table when missing.
 pub async fn ensure_slot_table(client: &impl GenericClient) -> Result<()> {
     ensure_schema(client).await?;
@@ -53,8 +62,7 @@ pub async fn record_slot(client: &impl GenericClient, slot: &SlotRecord) -> Resu
     ensure_slot_table(client).await?;
     client
         .execute(
-            "INSERT INTO pgmig.slot (name, plugin, created_by_pgmig, restart_lsn, confirmed_flush_lsn) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+            RECORD_SLOT_SQL,
             &[
                 &slot.name,
                 &slot.plugin,
@@ -95,10 +103,7 @@ pub async fn update_slot_lsns(
 /// source was at `lsn`.
 pub async fn set_sets_verified(client: &impl GenericClient, slot: &str, lsn: Lsn) -> Result<()> {
     client
-        .execute(
-            "UPDATE pgmig.slot SET sets_verified_lsn = $2 WHERE name = $1",
-            &[&slot, &PgLsn::from(lsn)],
-        )
+        .execute(SETS_VERIFIED_SQL, &[&slot, &PgLsn::from(lsn)])
         .await
         .map_err(Error::query(format!("record the set check of slot {slot}")))?;
     Ok(())
