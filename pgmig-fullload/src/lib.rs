@@ -5,4 +5,7 @@
 //! state in the target's `pgmig` schema, and data verification (counts,
 //! checksums, time buckets).
 //!
-//! Filled by the full-load and verification issues.
+//! Today it holds the schema transfer ([`schema`]); the load and the
+//! verification arrive with their issues.
+
+pub mod schema;
