@@ -84,6 +84,17 @@ pub enum Command {
         #[arg(long, default_value_t = 6)]
         slots: usize,
     },
+    /// "Get to know the data": group the tables into slots and list the
+    /// indexes to defer.
+    ///
+    /// Builds a plan from the source's catalog and statistics, or validates
+    /// the plan of the config file against it (exit 2 naming the problem)
+    /// instead of replacing it. --write saves the connections (without
+    /// passwords) and the plan as a config file that later commands read.
+    #[command(
+        after_help = "Example:\n  pgmig --source 'host=prod dbname=app' plan --slots 6 --exclude 'scratch.*' --write pgmig.toml\n  pgmig plan            # validate and print the plan in ./pgmig.toml"
+    )]
+    Plan(PlanArgs),
     /// Steps 1–4: pglogical extension, provider node, replication sets and
     /// logical slots on the source, recorded in the target.
     ///
@@ -93,6 +104,19 @@ pub enum Command {
         after_help = "Example:\n  pgmig setup --slots 6 --dry-run\n  pgmig setup --slots 6 --yes"
     )]
     Setup(SetupArgs),
+    /// Schema transfer: restore the source's pre-data (schemas, types,
+    /// tables, functions, views) into the target now; keep post-data
+    /// (indexes, constraints, foreign keys, triggers, materialized view
+    /// refreshes) in the target's pgmig schema for after the load.
+    ///
+    /// Uses a pg_dump at least as new as the source (PGMIG_PG_DUMP, PATH,
+    /// /usr/lib/postgresql/*/bin). The restore is one transaction. Safe to run
+    /// again: a target that already holds this schema is left as it is.
+    /// --dry-run prints the SQL it would apply and what it would defer.
+    #[command(
+        after_help = "Example:\n  pgmig schema --dry-run\n  pgmig schema --with-globals --no-owner"
+    )]
+    Schema(SchemaArgs),
     /// Steps 5–7: pause the replica, capture P, prove every slot and set
     /// existed before P, record P in the target.
     ///
@@ -123,6 +147,25 @@ pub enum LsnCommand {
     },
 }
 
+/// `pgmig plan` options.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// How many slots at most (the planner never uses more than it needs).
+    #[arg(long, default_value_t = 6)]
+    pub slots: usize,
+    /// Migrate only tables matching this pattern (repeatable): `schema.*`,
+    /// `schema.table`, `*.audit_*`; quoted parts match exactly.
+    #[arg(long, value_name = "PATTERN")]
+    pub include: Vec<pgmig_core::plan::TablePattern>,
+    /// Leave out tables matching this pattern (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<pgmig_core::plan::TablePattern>,
+    /// Write the connections (without passwords) and the plan to this
+    /// config file.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<std::path::PathBuf>,
+}
+
 /// `pgmig setup` options.
 #[derive(Debug, Args)]
 pub struct SetupArgs {
@@ -139,6 +182,27 @@ pub struct SetupArgs {
     /// Drop and recreate a node whose DSN differs (only when no subscription uses it).
     #[arg(long)]
     pub recreate_node: bool,
+}
+
+/// `pgmig schema` options.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Leave out ownership (`ALTER … OWNER TO`): objects belong to the
+    /// target's connecting role. Default: keep the source's owners.
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Also copy roles from `pg_dumpall --globals-only --no-role-passwords`,
+    /// without the attributes a managed target refuses (SUPERUSER,
+    /// REPLICATION, BYPASSRLS) and the provider's roles.
+    #[arg(long)]
+    pub with_globals: bool,
+    /// Also copy the pglogical extension and its schema (left out by default).
+    #[arg(long)]
+    pub with_pglogical: bool,
+    /// The pg_dump to use (its directory must hold pg_restore and psql too);
+    /// default: PGMIG_PG_DUMP, else the newest found.
+    #[arg(long, value_name = "PATH")]
+    pub pg_dump: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for GlobalArgs {

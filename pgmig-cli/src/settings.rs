@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use pgmig_core::ServerRole;
 use pgmig_core::config::{ConnConfig, redact_dsn};
-use pgmig_core::plan::Plan;
-use serde::Deserialize;
+use pgmig_core::plan::{Filters, Plan};
+use serde::{Deserialize, Serialize};
 
 use crate::cli::GlobalArgs;
 use crate::exit::UsageError;
@@ -20,7 +20,7 @@ use crate::exit::UsageError;
 pub const DEFAULT_CONFIG: &str = "pgmig.toml";
 
 /// One server's section of the config file. No `Debug`: it holds a raw DSN.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ServerSection {
     dsn: String,
@@ -33,6 +33,8 @@ pub struct FileConfig {
     source: Option<ServerSection>,
     replica: Option<ServerSection>,
     target: Option<ServerSection>,
+    /// Which tables to migrate, before a plan exists (a plan carries its own).
+    filters: Option<Filters>,
     /// The slot plan.
     pub plan: Option<Plan>,
 }
@@ -44,6 +46,8 @@ pub struct Settings {
     target: Option<(String, Origin)>,
     /// The plan from the config file, if it has one.
     pub plan: Option<Plan>,
+    /// The top-level `[filters]` of the config file (empty when absent).
+    pub file_filters: Filters,
     /// The config file that was read.
     pub config_file: Option<PathBuf>,
 }
@@ -76,6 +80,7 @@ impl Settings {
             replica: pick(&global.replica, file.replica),
             target: pick(&global.target, file.target),
             plan: file.plan,
+            file_filters: file.filters.unwrap_or_default(),
             config_file,
         })
     }
@@ -138,6 +143,57 @@ impl Settings {
     }
 }
 
+/// What `plan --write` writes: the connection sections without any
+/// password, then the plan.
+#[derive(Serialize)]
+struct WrittenConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<ServerSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica: Option<ServerSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<ServerSection>,
+    plan: Plan,
+}
+
+impl Settings {
+    /// The connection of `role` as the user gave it, re-spelled without a
+    /// password (a libpq key=value string); `None` when not configured.
+    fn dsn_without_password(&self, role: ServerRole) -> anyhow::Result<Option<String>> {
+        let Some((dsn, _)) = self.raw(role) else {
+            return Ok(None);
+        };
+        let parsed = ConnConfig::parse(dsn)
+            .map_err(|e| UsageError(format!("{role} connection ({}): {e}", redact_dsn(dsn))))?;
+        Ok(Some(parsed.to_string()))
+    }
+
+    /// Writes the config file `path`: `[source]`, `[replica]` and `[target]`
+    /// as given (never with a password) and `[plan]`, which a later
+    /// [`Settings::load`] reads back.
+    pub fn write_config(&self, path: &Path, plan: &Plan) -> anyhow::Result<()> {
+        let section = |role| -> anyhow::Result<Option<ServerSection>> {
+            Ok(self
+                .dsn_without_password(role)?
+                .map(|dsn| ServerSection { dsn }))
+        };
+        let config = WrittenConfig {
+            source: section(ServerRole::Source)?,
+            replica: section(ServerRole::Replica)?,
+            target: section(ServerRole::Target)?,
+            plan: plan.clone(),
+        };
+        let text = format!(
+            "# pgmig configuration, written by `pgmig plan --write`.\n\
+             # Passwords are never written here: use a passfile or PGPASSWORD.\n\
+             # Edit the slots freely; `pgmig plan` validates the edited plan.\n\n{}",
+            toml::to_string(&config)?
+        );
+        std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("cannot write config file {}: {e}", path.display()))
+    }
+}
+
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| UsageError(format!("cannot read config file {}: {e}", path.display())))?;
@@ -156,4 +212,79 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
         ))
         .into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgmig_core::QualifiedTable;
+    use pgmig_core::catalog::{ReplicaIdentity, TableInfo, TableKind};
+    use pgmig_core::plan::WriteRates;
+
+    fn global(config: Option<PathBuf>, source: Option<&str>) -> GlobalArgs {
+        GlobalArgs {
+            verbose: 0,
+            json: false,
+            dry_run: false,
+            yes: false,
+            config,
+            source: source.map(Into::into),
+            replica: Some("postgres://rep:Pw0rd2@replica:5433/app".into()),
+            target: None,
+        }
+    }
+
+    #[test]
+    fn written_config_reads_back_without_passwords() {
+        let table = TableInfo {
+            oid: 1,
+            table: QualifiedTable::new("Sales", "Order Items"),
+            kind: TableKind::Table,
+            parent: None,
+            table_bytes: 10,
+            total_bytes: 10,
+            estimated_rows: Some(3),
+            primary_key: vec!["id".into()],
+            unique_indexes: vec![],
+            replica_identity: ReplicaIdentity::Default,
+            unlogged: false,
+            columns: vec![],
+            dropped_columns: 0,
+        };
+        let filters = Filters {
+            include: vec![],
+            exclude: vec!["scratch.*".parse().unwrap()],
+        };
+        let plan = Plan::build(&[table], &WriteRates::new(), 6, &filters).unwrap();
+        let dir = std::env::temp_dir().join(format!("pgmig-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pgmig.toml");
+        let given = global(None, Some("host=src dbname=app user=me password=Secr3t1"));
+        Settings::load(&given)
+            .unwrap()
+            .write_config(&path, &plan)
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("Secr3t1") && !text.contains("Pw0rd2"),
+            "{text}"
+        );
+        assert!(!text.contains("[target]"), "{text}");
+
+        let mut again = global(Some(path.clone()), None);
+        again.replica = None;
+        let settings = Settings::load(&again).unwrap();
+        assert_eq!(settings.plan.as_ref(), Some(&plan));
+        let source = settings
+            .written_conn(ServerRole::Source)
+            .unwrap()
+            .to_string();
+        assert!(
+            source.contains("host=src") && source.contains("user=me"),
+            "{source}"
+        );
+        assert!(settings.has(ServerRole::Replica));
+        assert!(!settings.has(ServerRole::Target));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

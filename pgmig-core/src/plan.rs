@@ -2,15 +2,25 @@
 //!
 //! Every later step reads the same plan: setup creates one slot and its two
 //! replication sets per [`SlotGroup`], the snapshot verifies them, the load
-//! copies their tables and CDC (or DMS) follows them. This is the minimal
-//! model; the planner of the plan issue refines how tables are grouped.
+//! copies their tables and CDC (or DMS) follows them.
+//!
+//! [`Plan::build`] groups the tables (see [`planner`]); a plan the user
+//! edited is checked against the live catalog by [`Plan::validate_against`];
+//! [`Filters`] say which tables the migration covers.
 
-use std::collections::BTreeSet;
+mod filter;
+pub mod planner;
+mod stats;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{TableInfo, TableKind};
 use crate::ident::QualifiedTable;
+
+pub use filter::{Filters, ParsePatternError, TablePattern};
+pub use stats::{WriteRates, write_rates};
 
 /// One table as the plan knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +34,111 @@ pub struct PlannedTable {
     pub has_identity_index: bool,
     /// Heap size with TOAST when planned, in bytes.
     pub bytes: i64,
+    /// What the planner knew of the table (absent in plans written before
+    /// the planner existed).
+    #[serde(default, flatten)]
+    pub facts: TableFacts,
+}
+
+/// Facts about a planned table, refreshed from the catalog each time the
+/// plan is built or validated; informative only.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TableFacts {
+    /// The planner's row estimate (`reltuples`), when analyzed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_rows: Option<i64>,
+    /// Primary key columns; empty without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_key: Vec<String>,
+    /// Unique indexes other than the primary key, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unique_indexes: Vec<String>,
+    /// No primary key: only INSERT and TRUNCATE replicate unless a replica
+    /// identity index exists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_primary_key: bool,
+    /// Rows written since the statistics were reset: `n_tup_ins + n_tup_upd
+    /// + n_tup_del` from `pg_stat_user_tables`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub write_rate: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+impl TableFacts {
+    /// The facts of `info`, with its write rate from `rates`.
+    pub fn of(info: &TableInfo, rates: &WriteRates) -> TableFacts {
+        TableFacts {
+            estimated_rows: info.estimated_rows,
+            primary_key: info.primary_key.clone(),
+            unique_indexes: info.unique_indexes.iter().map(|i| i.name.clone()).collect(),
+            no_primary_key: !info.has_primary_key(),
+            write_rate: rates.get(&info.table).copied().unwrap_or(0),
+        }
+    }
+}
+
+impl PlannedTable {
+    /// The planned form of `info`.
+    pub fn of(info: &TableInfo, rates: &WriteRates) -> PlannedTable {
+        PlannedTable {
+            table: info.table.clone(),
+            has_identity_index: info.has_identity_index(),
+            bytes: info.table_bytes,
+            facts: TableFacts::of(info, rates),
+        }
+    }
+}
+
+/// Why the planner put tables together in one slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotRole {
+    /// Chosen by hand, or by a planner that does not say.
+    #[default]
+    Unspecified,
+    /// One large or busy table alone.
+    Dedicated,
+    /// Tables with a primary key and other unique indexes (the runbook's
+    /// special case: those indexes are deferred).
+    PrimaryKeyAndUnique,
+    /// Tables without a replica-identity index (insert set only).
+    NoPrimaryKey,
+    /// The remaining tables, packed by size × write rate.
+    Packed,
+}
+
+impl SlotRole {
+    /// Whether this is [`SlotRole::Unspecified`].
+    pub fn is_unspecified(&self) -> bool {
+        *self == SlotRole::Unspecified
+    }
+
+    /// A short note for the printed plan.
+    pub fn note(&self) -> &'static str {
+        match self {
+            SlotRole::Unspecified => "",
+            SlotRole::Dedicated => "dedicated: large or busy",
+            SlotRole::PrimaryKeyAndUnique => "primary key + unique indexes (deferred)",
+            SlotRole::NoPrimaryKey => "no primary key: insert set only",
+            SlotRole::Packed => "packed by size x write rate",
+        }
+    }
+}
+
+/// An index or constraint built after the load instead of before it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeferredIndex {
+    /// Its table.
+    pub table: QualifiedTable,
+    /// The index name (in the table's schema); for a constraint, the name
+    /// of the constraint and of its index.
+    pub name: String,
+    /// Whether a `UNIQUE` constraint owns the index.
+    #[serde(default)]
+    pub is_constraint: bool,
 }
 
 /// One logical slot and the tables it carries.
@@ -33,6 +148,9 @@ pub struct SlotGroup {
     pub slot: String,
     /// Its tables, largest first.
     pub tables: Vec<PlannedTable>,
+    /// Why these tables are together.
+    #[serde(default, skip_serializing_if = "SlotRole::is_unspecified")]
+    pub role: SlotRole,
 }
 
 /// Slot groups covering every table to migrate, each table exactly once.
@@ -40,11 +158,49 @@ pub struct SlotGroup {
 pub struct Plan {
     /// The slots, in name order.
     pub slots: Vec<SlotGroup>,
+    /// Which tables the migration covers.
+    #[serde(default, skip_serializing_if = "Filters::is_empty")]
+    pub filters: Filters,
+    /// Unique indexes and constraints to build after the load: for every
+    /// table with a primary key, its other unique indexes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<DeferredIndex>,
 }
 
 /// The conventional name of slot `n` (1-based): `dms_slot_01`, `dms_slot_02`…
 pub fn default_slot_name(n: usize) -> String {
     format!("dms_slot_{n:02}")
+}
+
+impl SlotGroup {
+    /// Its tables' total heap size, row estimate and write rate.
+    pub fn totals(&self) -> (i64, i64, i64) {
+        self.tables.iter().fold((0, 0, 0), |(b, r, w), t| {
+            (
+                b + t.bytes,
+                r + t.facts.estimated_rows.unwrap_or(0),
+                w + t.facts.write_rate,
+            )
+        })
+    }
+}
+
+/// The unique indexes to defer: for every table with a primary key, its
+/// other unique indexes (the runbook's special case), sorted.
+pub fn deferred_indexes<'a>(tables: impl IntoIterator<Item = &'a TableInfo>) -> Vec<DeferredIndex> {
+    let mut deferred: Vec<DeferredIndex> = tables
+        .into_iter()
+        .filter(|t| t.has_primary_key())
+        .flat_map(|t| {
+            t.unique_indexes.iter().map(|i| DeferredIndex {
+                table: t.table.clone(),
+                name: i.name.clone(),
+                is_constraint: i.is_constraint,
+            })
+        })
+        .collect();
+    deferred.sort();
+    deferred
 }
 
 /// Why a plan cannot be used.
@@ -67,6 +223,85 @@ pub enum PlanError {
     /// A slot count of zero.
     #[error("a plan needs at least one slot")]
     NoSlots,
+    /// A slot name PostgreSQL or pglogical would refuse.
+    #[error("invalid slot name {slot:?}: {reason}")]
+    InvalidSlotName {
+        /// The name.
+        slot: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A planned table the catalog does not have.
+    #[error("table {table} in slot {slot} does not exist in the source")]
+    UnknownTable {
+        /// The table.
+        table: QualifiedTable,
+        /// Its slot.
+        slot: String,
+    },
+    /// A planned table that cannot be migrated as planned.
+    #[error("table {table} in slot {slot} cannot be planned: {reason}")]
+    UnplannableTable {
+        /// The table.
+        table: QualifiedTable,
+        /// Its slot.
+        slot: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Tables the filters select that no slot carries.
+    #[error("{} not in any slot: {}", if .0.len() == 1 { "table is" } else { "tables are" }, list(.0))]
+    MissingTables(Vec<QualifiedTable>),
+}
+
+fn list(tables: &[QualifiedTable]) -> String {
+    tables
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The longest slot name PostgreSQL accepts (`NAMEDATALEN - 1`); pglogical's
+/// own limit, checked again when setting up.
+pub const MAX_SLOT_NAME_BYTES: usize = 62;
+
+/// Checks a slot name the way PostgreSQL and pglogical do: lower-case ASCII
+/// letters, digits and `_`, at most [`MAX_SLOT_NAME_BYTES`] bytes, never
+/// containing `pgl_` (pglogical's own prefix). It must also stay usable by
+/// DMS, whose task identifiers allow no `_`: the DMS artifacts spell `_` as
+/// `-`, so the name starts with a letter, has no `__` and does not end with
+/// `_` (DMS refuses a leading digit, `--` and a trailing `-`).
+pub fn check_slot_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("empty");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err("only lower-case letters, digits and _ are allowed");
+    }
+    if name.len() > MAX_SLOT_NAME_BYTES {
+        return Err("longer than 62 bytes");
+    }
+    if name.contains("pgl_") {
+        return Err("contains pgl_, which pglogical reserves");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("must start with a letter (DMS task identifiers do)");
+    }
+    if name.contains("__") || name.ends_with('_') {
+        return Err("no __ and no trailing _ (DMS task identifiers spell _ as -)");
+    }
+    Ok(())
+}
+
+/// Whether `table` is a candidate for a plan at all: partitioned parents hold
+/// no rows (their leaves are planned) and unlogged tables are invisible to a
+/// standby and to logical decoding.
+pub fn is_plannable(table: &TableInfo) -> bool {
+    table.kind != TableKind::PartitionedParent && !table.unlogged
 }
 
 impl Plan {
@@ -83,11 +318,7 @@ impl Plan {
         let mut planned: Vec<PlannedTable> = tables
             .iter()
             .filter(|t| t.kind != TableKind::PartitionedParent && !t.unlogged)
-            .map(|t| PlannedTable {
-                table: t.table.clone(),
-                has_identity_index: t.has_identity_index(),
-                bytes: t.table_bytes,
-            })
+            .map(|t| PlannedTable::of(t, &WriteRates::new()))
             .collect();
         planned.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.table.cmp(&b.table)));
         let count = slots.min(planned.len()).max(1);
@@ -95,6 +326,7 @@ impl Plan {
             .map(|n| SlotGroup {
                 slot: default_slot_name(n),
                 tables: Vec::new(),
+                role: SlotRole::Unspecified,
             })
             .collect();
         let mut load = vec![0i64; count];
@@ -107,7 +339,97 @@ impl Plan {
             load[i] += table.bytes.max(1);
             groups[i].tables.push(table);
         }
-        Ok(Plan { slots: groups })
+        Ok(Plan {
+            slots: groups,
+            ..Plan::default()
+        })
+    }
+
+    /// Plans `tables` over at most `slots` slots with the rules of
+    /// [`planner`], keeping only what `filters` select (partitioned parents
+    /// and unlogged tables are never planned). Deterministic for the same
+    /// input.
+    pub fn build(
+        tables: &[TableInfo],
+        rates: &WriteRates,
+        slots: usize,
+        filters: &Filters,
+    ) -> Result<Plan, PlanError> {
+        planner::build(tables, rates, slots, filters)
+    }
+
+    /// Checks a plan (typically edited by hand) against the live catalog:
+    /// [`Plan::validate`], valid slot names, no unknown, excluded, partitioned
+    /// parent or unlogged table, and every table its filters select in
+    /// exactly one slot.
+    pub fn validate_against(&self, tables: &[TableInfo]) -> Result<(), PlanError> {
+        self.validate()?;
+        for group in &self.slots {
+            check_slot_name(&group.slot).map_err(|reason| PlanError::InvalidSlotName {
+                slot: group.slot.clone(),
+                reason,
+            })?;
+        }
+        let by_name: BTreeMap<&QualifiedTable, &TableInfo> =
+            tables.iter().map(|t| (&t.table, t)).collect();
+        for (group, planned) in self.tables() {
+            let unplannable = |reason| PlanError::UnplannableTable {
+                table: planned.table.clone(),
+                slot: group.slot.clone(),
+                reason,
+            };
+            let Some(info) = by_name.get(&planned.table) else {
+                return Err(PlanError::UnknownTable {
+                    table: planned.table.clone(),
+                    slot: group.slot.clone(),
+                });
+            };
+            if info.kind == TableKind::PartitionedParent {
+                return Err(unplannable(
+                    "a partitioned table holds no rows; plan its partitions",
+                ));
+            }
+            if info.unlogged {
+                return Err(unplannable(
+                    "unlogged: neither the replica nor logical decoding sees its rows",
+                ));
+            }
+            if !self.filters.matches(&planned.table) {
+                return Err(unplannable("the plan's filters exclude it"));
+            }
+        }
+        let planned: BTreeSet<&QualifiedTable> = self.tables().map(|(_, t)| &t.table).collect();
+        let missing: Vec<QualifiedTable> = tables
+            .iter()
+            .filter(|t| is_plannable(t) && self.filters.matches(&t.table))
+            .filter(|t| !planned.contains(&t.table))
+            .map(|t| t.table.clone())
+            .collect();
+        if !missing.is_empty() {
+            return Err(PlanError::MissingTables(missing));
+        }
+        Ok(())
+    }
+
+    /// This plan with its table facts, identity flags and deferred indexes
+    /// refreshed from the catalog; the grouping is kept as it is. Tables
+    /// the catalog lacks keep their old facts.
+    pub fn refreshed(&self, tables: &[TableInfo], rates: &WriteRates) -> Plan {
+        let by_name: BTreeMap<&QualifiedTable, &TableInfo> =
+            tables.iter().map(|t| (&t.table, t)).collect();
+        let mut plan = self.clone();
+        for group in &mut plan.slots {
+            for planned in &mut group.tables {
+                if let Some(info) = by_name.get(&planned.table) {
+                    *planned = PlannedTable::of(info, rates);
+                }
+            }
+        }
+        plan.deferred = deferred_indexes(
+            plan.tables()
+                .filter_map(|(_, t)| by_name.get(&t.table).copied()),
+        );
+        plan
     }
 
     /// Checks that no table and no slot name is planned twice.
@@ -212,23 +534,48 @@ mod tests {
     }
 
     #[test]
+    fn slot_names_valid_for_postgres_pglogical_and_dms() {
+        for ok in ["dms_slot_01", "a", "slot9", &"s".repeat(62)] {
+            assert_eq!(check_slot_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "Dms_slot",
+            "dms-slot",
+            "my slot",
+            "x_pgl_y",
+            "1slot",
+            "_slot",
+            "a__b",
+            "slot_",
+            &"s".repeat(63),
+        ] {
+            assert!(check_slot_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn validation_finds_duplicates() {
         let t = PlannedTable {
             table: QualifiedTable::new("public", "x"),
             has_identity_index: true,
             bytes: 1,
+            facts: TableFacts::default(),
         };
         let plan = Plan {
             slots: vec![
                 SlotGroup {
                     slot: "dms_slot_01".into(),
                     tables: vec![t.clone()],
+                    role: SlotRole::Unspecified,
                 },
                 SlotGroup {
                     slot: "dms_slot_02".into(),
                     tables: vec![t],
+                    role: SlotRole::Unspecified,
                 },
             ],
+            ..Plan::default()
         };
         assert_eq!(
             plan.validate().unwrap_err().to_string(),

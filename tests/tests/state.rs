@@ -17,9 +17,12 @@ fn plan(tables: &[&str]) -> Plan {
                     table: QualifiedTable::new("public", *t),
                     has_identity_index: true,
                     bytes: 8192,
+                    facts: Default::default(),
                 })
                 .collect(),
+            role: Default::default(),
         }],
+        ..Plan::default()
     }
 }
 

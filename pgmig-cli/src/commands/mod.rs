@@ -4,6 +4,8 @@ mod check;
 mod common;
 mod demo;
 mod lsn;
+mod plan;
+mod schema;
 mod setup;
 mod snapshot;
 
@@ -19,7 +21,9 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
         Command::Check { slots } => check::run(global, *slots).await,
+        Command::Plan(args) => plan::run(global, args).await,
         Command::Setup(args) => setup::run(global, args).await,
+        Command::Schema(args) => schema::run(global, args).await,
         Command::Snapshot => snapshot::snapshot(global).await,
         Command::ResumeReplica => snapshot::resume(global).await,
         Command::Demo => Ok(demo::run()),

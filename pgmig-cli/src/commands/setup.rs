@@ -2,7 +2,7 @@
 
 use pgmig_core::ServerRole;
 use pgmig_core::catalog::list_tables;
-use pgmig_core::plan::Plan;
+use pgmig_core::plan::{Plan, write_rates};
 use pgmig_core::{ServerVersion, state};
 use pgmig_pglogical::setup::{SetupOptions, plan_setup, run_setup};
 
@@ -12,7 +12,8 @@ use crate::exit::Outcome;
 use crate::settings::Settings;
 
 /// The plan to set up: the config file's, else the one recorded in the
-/// target, else a balanced plan of the source's tables over `--slots`.
+/// target, else one built from the source's tables (and the config file's
+/// filters) over `--slots`.
 async fn choose_plan(
     settings: &Settings,
     source: &tokio_postgres::Client,
@@ -38,7 +39,8 @@ async fn choose_plan(
     }
     let version = ServerVersion::query(source).await?;
     let tables = list_tables(source, version).await?;
-    Ok(Plan::balanced(&tables, slots)?)
+    let rates = write_rates(source).await?;
+    Ok(Plan::build(&tables, &rates, slots, &settings.file_filters)?)
 }
 
 /// Sets up the source, or prints what it would run.

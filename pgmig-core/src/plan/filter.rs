@@ -1,0 +1,287 @@
+//! Include and exclude filters on schemas and tables, applied the same way
+//! by every step: plan, schema, setup, load, verify, DMS.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::ident::QualifiedTable;
+
+/// One pattern over `schema.table` names.
+///
+/// Spelled like SQL: unquoted parts fold to lower case and may use `*` (any
+/// run of characters) and `?` (one character); quoted parts (`"Sales"`) match
+/// exactly, wildcards included. `sales.*` is every table of schema `sales`,
+/// `*.audit_*` every table starting with `audit_` in any schema, a bare
+/// `users` means `public.users`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TablePattern {
+    text: String,
+    schema: Part,
+    name: Part,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Part {
+    /// A quoted part: compared exactly.
+    Exact(String),
+    /// An unquoted part, lower-cased: `*` and `?` are wildcards.
+    Glob(String),
+}
+
+impl Part {
+    fn matches(&self, value: &str) -> bool {
+        match self {
+            Part::Exact(exact) => exact == value,
+            Part::Glob(glob) => glob_matches(
+                &glob.chars().collect::<Vec<_>>(),
+                &value.chars().collect::<Vec<_>>(),
+            ),
+        }
+    }
+}
+
+/// Iterative wildcard match (`*`, `?`) with single-star backtracking.
+fn glob_matches(pattern: &[char], value: &[char]) -> bool {
+    let (mut p, mut v) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while v < value.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == value[v]) {
+            p += 1;
+            v += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, v));
+            p += 1;
+        } else if let Some((sp, sv)) = star {
+            p = sp + 1;
+            v = sv + 1;
+            star = Some((sp, sv + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
+/// Why a string is not a [`TablePattern`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid table pattern {input:?}: {reason}")]
+pub struct ParsePatternError {
+    /// The rejected input.
+    pub input: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+fn split_parts(input: &str) -> Result<Vec<Part>, &'static str> {
+    let mut parts = Vec::new();
+    let mut chars = input.trim().chars().peekable();
+    loop {
+        let mut text = String::new();
+        let part = match chars.peek() {
+            None => return Err("empty pattern"),
+            Some('"') => {
+                chars.next();
+                loop {
+                    match chars.next() {
+                        None => return Err("unterminated quoted identifier"),
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            text.push('"');
+                        }
+                        Some('"') => break,
+                        Some(c) => text.push(c),
+                    }
+                }
+                if text.is_empty() {
+                    return Err("empty quoted identifier");
+                }
+                Part::Exact(text)
+            }
+            Some(_) => {
+                while let Some(&c) = chars.peek() {
+                    if c == '.' {
+                        break;
+                    }
+                    if c == '"' || c.is_whitespace() {
+                        return Err("unquoted part with a quote or a space; quote the whole part");
+                    }
+                    text.extend(c.to_lowercase());
+                    chars.next();
+                }
+                if text.is_empty() {
+                    return Err("empty name part");
+                }
+                Part::Glob(text)
+            }
+        };
+        parts.push(part);
+        match chars.next() {
+            None => return Ok(parts),
+            Some('.') => continue,
+            Some(_) => return Err("unexpected character after a quoted identifier"),
+        }
+    }
+}
+
+impl FromStr for TablePattern {
+    type Err = ParsePatternError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let fail = |reason| ParsePatternError {
+            input: s.to_owned(),
+            reason,
+        };
+        let mut parts = split_parts(s).map_err(fail)?;
+        let (schema, name) = match parts.len() {
+            1 => (Part::Exact("public".into()), parts.remove(0)),
+            2 => {
+                let name = parts.remove(1);
+                (parts.remove(0), name)
+            }
+            _ => return Err(fail("more than two dotted parts; expected schema.table")),
+        };
+        Ok(TablePattern {
+            text: s.trim().to_owned(),
+            schema,
+            name,
+        })
+    }
+}
+
+impl TablePattern {
+    /// Whether `table` matches.
+    pub fn matches(&self, table: &QualifiedTable) -> bool {
+        self.schema.matches(&table.schema) && self.name.matches(&table.name)
+    }
+}
+
+impl fmt::Display for TablePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for TablePattern {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TablePattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which tables the migration covers: those matching any `include` pattern
+/// (every table when there is none) and no `exclude` pattern.
+///
+/// Default: everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    /// Tables to migrate; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<TablePattern>,
+    /// Tables to leave out, even when included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<TablePattern>,
+}
+
+impl Filters {
+    /// Whether `table` is migrated. The one rule every step uses.
+    pub fn matches(&self, table: &QualifiedTable) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| p.matches(table)))
+            && !self.exclude.iter().any(|p| p.matches(table))
+    }
+
+    /// Whether the filters select everything.
+    pub fn is_empty(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
+    }
+
+    /// These filters with more patterns added.
+    pub fn extended(
+        mut self,
+        include: impl IntoIterator<Item = TablePattern>,
+        exclude: impl IntoIterator<Item = TablePattern>,
+    ) -> Filters {
+        for p in include {
+            if !self.include.contains(&p) {
+                self.include.push(p);
+            }
+        }
+        for p in exclude {
+            if !self.exclude.contains(&p) {
+                self.exclude.push(p);
+            }
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(schema: &str, name: &str) -> QualifiedTable {
+        QualifiedTable::new(schema, name)
+    }
+
+    #[test]
+    fn patterns_match_like_sql_names() {
+        let cases: &[(&str, QualifiedTable, bool)] = &[
+            ("bench.*", t("bench", "events"), true),
+            ("bench.*", t("public", "events"), false),
+            ("*.audit_*", t("x", "audit_log"), true),
+            ("*.audit_*", t("x", "audit"), false),
+            ("users", t("public", "users"), true),
+            ("users", t("bench", "users"), false),
+            ("USERS", t("public", "users"), true),
+            ("\"Sales\".\"Order Items\"", t("Sales", "Order Items"), true),
+            ("\"Sales\".*", t("sales", "x"), false),
+            ("sales.*", t("Sales", "x"), false),
+            ("public.\"select\"", t("public", "select"), true),
+            ("public.ev?nts", t("public", "events"), true),
+            ("public.e*s*s", t("public", "eventss"), true),
+            ("public.e*s*s", t("public", "events"), false),
+            ("public.e*t*s", t("public", "events"), true),
+            ("public.e*x", t("public", "events"), false),
+            ("\"a*\".b", t("a*", "b"), true),
+            ("\"a*\".b", t("ab", "b"), false),
+        ];
+        for (pattern, table, want) in cases {
+            let p: TablePattern = pattern.parse().unwrap();
+            assert_eq!(p.matches(table), *want, "{pattern} vs {table}");
+        }
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        for bad in ["", "a.b.c", "\"x", "a..b", "my table"] {
+            assert!(bad.parse::<TablePattern>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn include_then_exclude() {
+        let f = Filters::default();
+        assert!(f.matches(&t("a", "b")));
+        let f = Filters {
+            include: vec!["bench.*".parse().unwrap()],
+            exclude: vec!["bench.audit_log".parse().unwrap()],
+        };
+        assert!(f.matches(&t("bench", "events")));
+        assert!(!f.matches(&t("bench", "audit_log")));
+        assert!(!f.matches(&t("public", "x")));
+        let json = serde_json::to_string(&f).unwrap();
+        assert_eq!(
+            json,
+            r#"{"include":["bench.*"],"exclude":["bench.audit_log"]}"#
+        );
+        assert_eq!(serde_json::from_str::<Filters>(&json).unwrap(), f);
+    }
+}
