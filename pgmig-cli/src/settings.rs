@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use pgmig_core::ServerRole;
 use pgmig_core::config::{ConnConfig, redact_dsn};
-use pgmig_core::plan::{Filters, Plan};
+use pgmig_core::plan::{Filters, Plan, TablePattern};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::GlobalArgs;
@@ -83,6 +83,25 @@ impl Settings {
             file_filters: file.filters.unwrap_or_default(),
             config_file,
         })
+    }
+
+    /// The filters in force, the same way for every command: those of
+    /// `plan` (the config file's plan, or the one recorded in the target;
+    /// none before there is a plan), plus the config file's `[filters]`,
+    /// plus the `--include`/`--exclude` flags given.
+    pub fn filters(
+        &self,
+        plan: Option<&Plan>,
+        include: &[TablePattern],
+        exclude: &[TablePattern],
+    ) -> Filters {
+        plan.map(|p| p.filters.clone())
+            .unwrap_or_default()
+            .extended(
+                self.file_filters.include.iter().cloned(),
+                self.file_filters.exclude.iter().cloned(),
+            )
+            .extended(include.iter().cloned(), exclude.iter().cloned())
     }
 
     /// Whether a server is configured at all.

@@ -1,7 +1,8 @@
 //! `pgmig schema` against real servers: a tricky PG15 schema restored into
 //! PG15, 16 and 17 targets (pre-data now, post-data deferred and listed),
 //! idempotent on a second run, a dry run that changes nothing, a target that
-//! holds other tables refused, and a PG10 source dumped with PG15's pg_dump.
+//! holds other tables refused, a PG10 source dumped with PG15's pg_dump, and
+//! the include/exclude filters leaving tables out.
 
 use pgmig_core::config::ConnConfig;
 use pgmig_fullload::schema::{
@@ -402,4 +403,107 @@ async fn pg10_source_dumped_with_pg15_restores_into_pg15_and_16() {
         assert_eq!(again.pre_data, PreDataAction::AlreadyRestored);
         assert_eq!(snapshot(target, &db).await, before);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filters_leave_tables_out_of_the_schema() {
+    use pgmig_core::QualifiedTable;
+    use pgmig_core::plan::Filters;
+    skip_unless_available!(15);
+    let cluster = Cluster::primary(15).await.unwrap();
+    let src_db = cluster.create_database("schema_filtered").await.unwrap();
+    cluster
+        .execute(
+            &src_db,
+            "CREATE SCHEMA keep; CREATE SCHEMA skip; \
+             CREATE TABLE keep.a (id int PRIMARY KEY); \
+             CREATE TABLE keep.b (id int PRIMARY KEY, a_id int REFERENCES keep.a (id)); \
+             CREATE TABLE skip.c (id int PRIMARY KEY, u text UNIQUE); \
+             CREATE TABLE public.d (id int); \
+             CREATE TABLE keep.parted (at date NOT NULL) PARTITION BY RANGE (at); \
+             CREATE TABLE skip.parted_2025 PARTITION OF keep.parted FOR VALUES FROM ('2025-01-01') TO ('2026-01-01'); \
+             CREATE TABLE skip.events (at date NOT NULL) PARTITION BY RANGE (at); \
+             CREATE TABLE keep.events_2025 PARTITION OF skip.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');",
+        )
+        .await
+        .unwrap();
+    let tables = "SELECT schemaname || '.' || tablename FROM pg_tables \
+                  WHERE schemaname IN ('keep', 'skip', 'public')";
+    let filters = |include: &[&str], exclude: &[&str]| Filters {
+        include: include.iter().map(|p| p.parse().unwrap()).collect(),
+        exclude: exclude.iter().map(|p| p.parse().unwrap()).collect(),
+    };
+    let names = |report: &SchemaReport| {
+        report
+            .excluded_tables
+            .iter()
+            .map(QualifiedTable::to_string)
+            .collect::<Vec<_>>()
+    };
+
+    // Exclusions: skip.* and public.d are left out; so is keep.events_2025,
+    // whose parent skip.events is left out; keep.parted stays without its
+    // partition skip.parted_2025.
+    let db = cluster.create_database("schema_excluded").await.unwrap();
+    let opts = SchemaOptions {
+        filters: filters(&[], &["skip.*", "public.d"]),
+        ..SchemaOptions::default()
+    };
+    let dry = transfer_schema(
+        &conn(&cluster, &src_db),
+        &conn(&cluster, &db),
+        &SchemaOptions {
+            dry_run: true,
+            ..opts.clone()
+        },
+    )
+    .await
+    .unwrap();
+    let want_excluded = [
+        "keep.events_2025",
+        "public.d",
+        "skip.c",
+        "skip.events",
+        "skip.parted_2025",
+    ];
+    assert_eq!(names(&dry), want_excluded);
+    let report = transfer_schema(&conn(&cluster, &src_db), &conn(&cluster, &db), &opts)
+        .await
+        .unwrap();
+    assert_eq!(report.pre_data, PreDataAction::Restored);
+    assert_eq!(names(&report), want_excluded);
+    assert_eq!(
+        rows(&cluster, &db, tables).await,
+        ["keep.a", "keep.b", "keep.parted"]
+    );
+    assert!(
+        !deferred_names(&report).iter().any(|n| n.contains("skip")),
+        "{:#?}",
+        report.deferred
+    );
+    assert!(
+        report.unique_rebuilds.is_empty(),
+        "{:?}",
+        report.unique_rebuilds
+    );
+    let again = transfer_schema(&conn(&cluster, &src_db), &conn(&cluster, &db), &opts)
+        .await
+        .unwrap();
+    assert_eq!(again.pre_data, PreDataAction::AlreadyRestored);
+
+    // An include filter: only keep.a.
+    let db = cluster.create_database("schema_included").await.unwrap();
+    let report = transfer_schema(
+        &conn(&cluster, &src_db),
+        &conn(&cluster, &db),
+        &SchemaOptions {
+            filters: filters(&["keep.a"], &[]),
+            ..SchemaOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&cluster, &db, tables).await, ["keep.a"]);
+    assert!(names(&report).contains(&"keep.b".to_owned()));
+    assert!(!names(&report).contains(&"keep.a".to_owned()));
 }

@@ -39,24 +39,14 @@ pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> anyhow::Result<Outcome
                 .to_string();
             // The plan's own filters, plus the file's [filters] and the flags.
             let mut given = given.clone();
-            given.filters = given
-                .filters
-                .clone()
-                .extended(
-                    settings.file_filters.include.iter().cloned(),
-                    settings.file_filters.exclude.iter().cloned(),
-                )
-                .extended(args.include.iter().cloned(), args.exclude.iter().cloned());
+            given.filters = settings.filters(Some(&given), &args.include, &args.exclude);
             given
                 .validate_against(&tables)
                 .map_err(|e| UsageError(format!("invalid plan in {file}: {e}")))?;
             (given.refreshed(&tables, &rates), "validated")
         }
         None => {
-            let filters = settings
-                .file_filters
-                .clone()
-                .extended(args.include.iter().cloned(), args.exclude.iter().cloned());
+            let filters = settings.filters(None, &args.include, &args.exclude);
             let plan = Plan::build(&tables, &rates, args.slots, &filters)
                 .map_err(|e| UsageError(format!("cannot plan: {e}")))?;
             (plan, "built")

@@ -1,13 +1,13 @@
 //! `pgmig schema`: pre-data into the target now, post-data kept for after
 //! the load. All behaviour lives in `pgmig_fullload::schema`.
 
-use pgmig_core::ServerRole;
+use pgmig_core::{ServerRole, state};
 use pgmig_fullload::schema::{
     PreDataAction, SchemaError, SchemaOptions, SchemaReport, transfer_schema,
 };
 use serde::Serialize;
 
-use super::common::print_json;
+use super::common::{connect, print_json};
 use crate::cli::{GlobalArgs, SchemaArgs};
 use crate::exit::{CheckFailed, Outcome, UsageError};
 use crate::settings::Settings;
@@ -24,12 +24,22 @@ pub async fn run(global: &GlobalArgs, args: &SchemaArgs) -> anyhow::Result<Outco
     let settings = Settings::load(global)?;
     let source = settings.conn(ServerRole::Source)?;
     let target = settings.conn(ServerRole::Target)?;
+    // The filters as everywhere: the config file's plan, else the one
+    // recorded in the target, plus the file's [filters].
+    let recorded = match &settings.plan {
+        Some(_) => None,
+        None => state::load_migration(&connect(&settings, ServerRole::Target).await?)
+            .await?
+            .map(|m| m.plan),
+    };
+    let filters = settings.filters(settings.plan.as_ref().or(recorded.as_ref()), &[], &[]);
     let opts = SchemaOptions {
         no_owner: args.no_owner,
         with_pglogical: args.with_pglogical,
         with_globals: args.with_globals,
         dry_run: global.dry_run,
         pg_dump: args.pg_dump.clone(),
+        filters,
     };
     let report = match transfer_schema(&source, &target, &opts).await {
         Ok(report) => report,
@@ -135,6 +145,20 @@ fn print_deferred(report: &SchemaReport, prefix: &str) {
             "{prefix}left out (pass --with-pglogical to copy): {}",
             entry.describe()
         );
+    }
+    print_excluded(report, prefix);
+}
+
+fn print_excluded(report: &SchemaReport, prefix: &str) {
+    if report.excluded_tables.is_empty() {
+        return;
+    }
+    println!(
+        "\n{prefix}tables left out by the filters ({}), with the partitions of a left-out parent:",
+        report.excluded_tables.len()
+    );
+    for table in &report.excluded_tables {
+        println!("{prefix}  {table}");
     }
 }
 

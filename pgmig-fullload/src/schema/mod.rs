@@ -11,7 +11,14 @@
 //! leaves out the `pglogical` extension unless asked for. The restore and the
 //! record of it commit together, so a second run sees the record and changes
 //! nothing.
+//!
+//! The migration's include/exclude filters apply here as everywhere: every
+//! user table of the source they reject is left out of the dump with an
+//! exact `--exclude-table` pattern. A rejected partitioned parent takes its
+//! partitions with it (a partition cannot be restored without its parent);
+//! a rejected partition of a kept parent is just left out.
 
+mod filter;
 mod globals;
 mod sections;
 mod toc;
@@ -20,11 +27,14 @@ mod unique_rebuild;
 
 use std::path::PathBuf;
 
+use pgmig_core::catalog::list_tables;
 use pgmig_core::config::ConnConfig;
-use pgmig_core::{Major, ServerRole, ServerVersion};
+use pgmig_core::plan::Filters;
+use pgmig_core::{Major, QualifiedTable, ServerRole, ServerVersion};
 use serde::Serialize;
 use tracing::{Instrument, info, info_span};
 
+pub use filter::{dump_pattern, excluded_tables};
 pub use globals::{Globals, filter_globals, is_provider_role};
 pub use sections::{DumpedSchema, SectionRecord, StoredSections, stored_sections, user_relations};
 pub use toc::{TocEntry, parse_list};
@@ -103,7 +113,7 @@ pub enum SchemaError {
     /// The target holds a pre-data section from a different source schema.
     #[error(
         "the target holds a schema that pgmig restored (dumped at {dumped_at}) but today's dump of the source differs: \
-         the source's schema changed since, or the options did (--no-owner, --with-pglogical); \
+         the source's schema changed since, or the options did (--no-owner, --with-pglogical, the table filters); \
          re-create the target database (or `pgmig cleanup` it) and run `pgmig schema` again"
     )]
     SourceChanged {
@@ -138,7 +148,7 @@ impl SchemaError {
 }
 
 /// How `pgmig schema` runs. `Default` is: keep owners, leave out pglogical,
-/// no globals, apply for real, find `pg_dump` on its own.
+/// no globals, apply for real, find `pg_dump` on its own, every table.
 #[derive(Debug, Clone, Default)]
 pub struct SchemaOptions {
     /// Leave out `ALTER … OWNER TO` (restore as the connecting role). Default: keep owners.
@@ -151,6 +161,9 @@ pub struct SchemaOptions {
     pub dry_run: bool,
     /// The `pg_dump` to use. Default: `PGMIG_PG_DUMP`, else the newest found.
     pub pg_dump: Option<PathBuf>,
+    /// Which tables to transfer (the migration's include/exclude filters).
+    /// Default: every table.
+    pub filters: Filters,
 }
 
 /// What happened to the pre-data section.
@@ -190,6 +203,9 @@ pub struct SchemaReport {
     pub post_data_sql: Option<String>,
     /// Objects of the source left out on purpose (the pglogical extension).
     pub left_out: Vec<TocEntry>,
+    /// Tables of the source left out of the dump by the filters (with the
+    /// partitions of a rejected partitioned parent), sorted.
+    pub excluded_tables: Vec<QualifiedTable>,
     /// Drop and recreate statements for extra unique indexes of tables with
     /// a primary key (for DBAs doing this by hand; pgmig defers them anyway).
     pub unique_rebuilds: Vec<UniqueRebuild>,
@@ -235,8 +251,24 @@ pub async fn transfer_schema(
         };
         info!(tools = %tools.bin_dir().display(), version = %tools.version(), "using client tools");
 
-        let dumped = sections::dump(&tools, source, &src, opts).await?;
-        let rebuilds = unique_rebuilds(&src, source_version).await?;
+        let excluded = if opts.filters.is_empty() {
+            Vec::new()
+        } else {
+            excluded_tables(&list_tables(&src, source_version).await?, &opts.filters)
+        };
+        if !excluded.is_empty() {
+            info!(
+                tables = excluded.len(),
+                "leaving out the tables the filters reject"
+            );
+        }
+        let dumped = sections::dump(&tools, source, &src, opts, &excluded).await?;
+        let excluded_quoted: Vec<String> = excluded.iter().map(QualifiedTable::quoted).collect();
+        let rebuilds: Vec<UniqueRebuild> = unique_rebuilds(&src, source_version)
+            .await?
+            .into_iter()
+            .filter(|r| !excluded_quoted.contains(&r.table))
+            .collect();
 
         let globals = if opts.with_globals {
             let database = format!("--database={}", source.dbname().unwrap_or("postgres"));
@@ -341,6 +373,7 @@ pub async fn transfer_schema(
             pre_data_objects: dumped.pre_objects,
             deferred: dumped.deferred,
             left_out: dumped.left_out,
+            excluded_tables: excluded,
             unique_rebuilds: rebuilds,
             globals: globals.map(|g| GlobalsReport {
                 applied: globals_applied,

@@ -4,9 +4,10 @@
 //! `pgmig.schema_section` in the same transaction; reading that record back.
 
 use pgmig_core::config::ConnConfig;
-use pgmig_core::{ServerVersion, quote_ident};
+use pgmig_core::{QualifiedTable, ServerVersion, quote_ident};
 use tokio_postgres::GenericClient;
 
+use super::filter::dump_pattern;
 use super::toc::{TocEntry, parse_list};
 use super::tools::ClientTools;
 use super::{SchemaError, SchemaOptions};
@@ -74,6 +75,7 @@ pub(super) async fn dump(
     source: &ConnConfig,
     client: &impl GenericClient,
     opts: &SchemaOptions,
+    excluded: &[QualifiedTable],
 ) -> Result<DumpedSchema, SchemaError> {
     let dir = tempfile::tempdir().map_err(SchemaError::TempFile)?;
     let file = dir.path().join("schema.dump");
@@ -88,6 +90,11 @@ pub(super) async fn dump(
     if !opts.with_pglogical {
         args.push("--exclude-schema=pglogical");
     }
+    let exclusions: Vec<String> = excluded
+        .iter()
+        .map(|t| format!("--exclude-table={}", dump_pattern(t)))
+        .collect();
+    args.extend(exclusions.iter().map(String::as_str));
     let out = format!("--file={file_arg}");
     args.push(&out);
     tools.run("pg_dump", &args, Some(source), None).await?;
