@@ -251,7 +251,8 @@ fn parse_idents(input: &str) -> Result<Vec<String>, &'static str> {
                     if c == '"' || c.is_whitespace() {
                         return Err("unquoted name with a quote or a space; quote the whole part");
                     }
-                    part.extend(c.to_lowercase());
+                    // PostgreSQL folds only A–Z in unquoted names.
+                    part.push(c.to_ascii_lowercase());
                     chars.next();
                 }
                 if part.is_empty() {
@@ -339,6 +340,7 @@ mod tests {
         let cases = [
             ("users", ("public", "users")),
             ("Bench.Events", ("bench", "events")),
+            ("Ärger.Größe", ("Ärger", "größe")),
             ("\"Sales\".\"Order Items\"", ("Sales", "Order Items")),
             ("s.\"a\"\"b\"", ("s", "a\"b")),
             ("\"a.b\".c", ("a.b", "c")),

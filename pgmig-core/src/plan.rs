@@ -177,9 +177,9 @@ impl SlotGroup {
     pub fn totals(&self) -> (i64, i64, i64) {
         self.tables.iter().fold((0, 0, 0), |(b, r, w), t| {
             (
-                b + t.bytes,
-                r + t.facts.estimated_rows.unwrap_or(0),
-                w + t.facts.write_rate,
+                b.saturating_add(t.bytes),
+                r.saturating_add(t.facts.estimated_rows.unwrap_or(0)),
+                w.saturating_add(t.facts.write_rate),
             )
         })
     }

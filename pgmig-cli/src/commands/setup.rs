@@ -30,7 +30,13 @@ async fn choose_plan(
         plan
     };
     if let Some(plan) = &settings.plan {
-        return Ok(given(plan.clone(), "of the config file"));
+        // An edited plan is checked against the live catalog before anything
+        // changes on the source (unknown tables, bad slot names…).
+        let mut plan = plan.clone();
+        plan.filters = settings.filters(Some(&plan), &[], &[]);
+        let version = ServerVersion::query(source).await?;
+        plan.validate_against(&list_tables(source, version).await?)?;
+        return Ok(given(plan, "of the config file"));
     }
     if let Some(target) = target
         && let Some(m) = state::load_migration(target).await?

@@ -107,7 +107,8 @@ fn split_parts(input: &str) -> Result<Vec<Part>, &'static str> {
                     if c == '"' || c.is_whitespace() {
                         return Err("unquoted part with a quote or a space; quote the whole part");
                     }
-                    text.extend(c.to_lowercase());
+                    // PostgreSQL folds only A–Z in unquoted names.
+                    text.push(c.to_ascii_lowercase());
                     chars.next();
                 }
                 if text.is_empty() {
