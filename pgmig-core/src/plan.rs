@@ -372,6 +372,7 @@ impl Plan {
         }
         let by_name: BTreeMap<&QualifiedTable, &TableInfo> =
             tables.iter().map(|t| (&t.table, t)).collect();
+        let keep = self.filters.keeper(tables);
         for (group, planned) in self.tables() {
             let unplannable = |reason| PlanError::UnplannableTable {
                 table: planned.table.clone(),
@@ -394,14 +395,14 @@ impl Plan {
                     "unlogged: neither the replica nor logical decoding sees its rows",
                 ));
             }
-            if !self.filters.matches(&planned.table) {
+            if !keep(info) {
                 return Err(unplannable("the plan's filters exclude it"));
             }
         }
         let planned: BTreeSet<&QualifiedTable> = self.tables().map(|(_, t)| &t.table).collect();
         let missing: Vec<QualifiedTable> = tables
             .iter()
-            .filter(|t| is_plannable(t) && self.filters.matches(&t.table))
+            .filter(|t| is_plannable(t) && keep(t))
             .filter(|t| !planned.contains(&t.table))
             .map(|t| t.table.clone())
             .collect();

@@ -1,11 +1,13 @@
 //! Include and exclude filters on schemas and tables, applied the same way
 //! by every step: plan, schema, setup, load, verify, DMS.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::catalog::TableInfo;
 use crate::ident::QualifiedTable;
 
 /// One pattern over `schema.table` names.
@@ -199,6 +201,26 @@ impl Filters {
             && !self.exclude.iter().any(|p| p.matches(table))
     }
 
+    /// The rule for catalog tables: like [`Filters::matches`], except that a
+    /// partition follows its root partitioned table — the filters name the
+    /// tables people see, and a partition cannot be restored or loaded
+    /// without its parent (nor its parent be complete without it).
+    pub fn keeper<'a>(&'a self, all: &'a [TableInfo]) -> impl Fn(&TableInfo) -> bool + 'a {
+        let by_name: HashMap<&QualifiedTable, &TableInfo> =
+            all.iter().map(|t| (&t.table, t)).collect();
+        move |table: &TableInfo| {
+            let mut root = table;
+            // Partition trees are shallow; the bound guards a corrupt catalog.
+            for _ in 0..64 {
+                match root.parent.as_ref().and_then(|p| by_name.get(p)) {
+                    Some(parent) => root = parent,
+                    None => break,
+                }
+            }
+            self.matches(&root.table)
+        }
+    }
+
     /// Whether the filters select everything.
     pub fn is_empty(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
@@ -230,6 +252,53 @@ mod tests {
 
     fn t(schema: &str, name: &str) -> QualifiedTable {
         QualifiedTable::new(schema, name)
+    }
+
+    fn info(schema: &str, name: &str, parent: Option<QualifiedTable>) -> TableInfo {
+        use crate::catalog::{ReplicaIdentity, TableKind};
+        TableInfo {
+            oid: 0,
+            table: t(schema, name),
+            kind: if parent.is_some() {
+                TableKind::PartitionLeaf
+            } else {
+                TableKind::PartitionedParent
+            },
+            parent,
+            table_bytes: 0,
+            total_bytes: 0,
+            estimated_rows: None,
+            primary_key: vec![],
+            unique_indexes: vec![],
+            replica_identity: ReplicaIdentity::Default,
+            unlogged: false,
+            columns: vec![],
+            dropped_columns: 0,
+        }
+    }
+
+    #[test]
+    fn partitions_follow_their_root_table() {
+        let all = vec![
+            info("app", "events", None),
+            info("app", "events_2024", Some(t("app", "events"))),
+            info("archive", "events_2024_q1", Some(t("app", "events_2024"))),
+        ];
+        let pat = |s: &str| s.parse::<TablePattern>().unwrap();
+        let cases: &[(Filters, bool)] = &[
+            (Filters::default(), true),
+            (Filters::default().extended([], [pat("app.events")]), false),
+            (Filters::default().extended([pat("app.events")], []), true),
+            // Naming only a partition decides nothing: its root table does.
+            (Filters::default().extended([], [pat("archive.*")]), true),
+            (Filters::default().extended([pat("archive.*")], []), false),
+        ];
+        for (filters, kept) in cases {
+            let keep = filters.keeper(&all);
+            for table in &all {
+                assert_eq!(keep(table), *kept, "{filters:?} on {}", table.table);
+            }
+        }
     }
 
     #[test]

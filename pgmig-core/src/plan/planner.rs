@@ -39,9 +39,10 @@ pub(super) fn build(
     if slots == 0 {
         return Err(PlanError::NoSlots);
     }
+    let keep = filters.keeper(tables);
     let mut candidates: Vec<&TableInfo> = tables
         .iter()
-        .filter(|t| is_plannable(t) && filters.matches(&t.table))
+        .filter(|t| is_plannable(t) && keep(t))
         .collect();
     candidates.sort_by(|a, b| a.table.cmp(&b.table));
     let deferred = deferred_indexes(candidates.iter().copied());
