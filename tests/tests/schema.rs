@@ -441,9 +441,9 @@ async fn filters_leave_tables_out_of_the_schema() {
             .collect::<Vec<_>>()
     };
 
-    // Exclusions: skip.* and public.d are left out; so is keep.events_2025,
-    // whose parent skip.events is left out; keep.parted stays without its
-    // partition skip.parted_2025.
+    // Exclusions: skip.* and public.d are left out. A partition follows its
+    // root table: keep.events_2025 goes with skip.events, and
+    // skip.parted_2025 stays with keep.parted.
     let db = cluster.create_database("schema_excluded").await.unwrap();
     let opts = SchemaOptions {
         filters: filters(&[], &["skip.*", "public.d"]),
@@ -459,13 +459,7 @@ async fn filters_leave_tables_out_of_the_schema() {
     )
     .await
     .unwrap();
-    let want_excluded = [
-        "keep.events_2025",
-        "public.d",
-        "skip.c",
-        "skip.events",
-        "skip.parted_2025",
-    ];
+    let want_excluded = ["keep.events_2025", "public.d", "skip.c", "skip.events"];
     assert_eq!(names(&dry), want_excluded);
     let report = transfer_schema(&conn(&cluster, &src_db), &conn(&cluster, &db), &opts)
         .await
@@ -474,7 +468,7 @@ async fn filters_leave_tables_out_of_the_schema() {
     assert_eq!(names(&report), want_excluded);
     assert_eq!(
         rows(&cluster, &db, tables).await,
-        ["keep.a", "keep.b", "keep.parted"]
+        ["keep.a", "keep.b", "keep.parted", "skip.parted_2025"]
     );
     assert!(
         !deferred_names(&report).iter().any(|n| n.contains("skip")),
@@ -506,4 +500,82 @@ async fn filters_leave_tables_out_of_the_schema() {
     assert_eq!(rows(&cluster, &db, tables).await, ["keep.a"]);
     assert!(names(&report).contains(&"keep.b".to_owned()));
     assert!(!names(&report).contains(&"keep.a".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_mapping_passwords_are_masked_and_post_data_follows_the_source() {
+    skip_unless_available!(15);
+    let cluster = Cluster::primary(15).await.unwrap();
+    let src_db = cluster.create_database("schema_mapping_src").await.unwrap();
+    cluster
+        .execute(
+            &src_db,
+            "CREATE EXTENSION postgres_fdw; \
+             CREATE SERVER remote FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'h', dbname 'd'); \
+             CREATE USER MAPPING FOR CURRENT_USER SERVER remote OPTIONS (user 'u', password 'it''s s3cret'); \
+             CREATE TABLE public.t (id int PRIMARY KEY, v int);",
+        )
+        .await
+        .unwrap();
+    let db = cluster.create_database("schema_mapping").await.unwrap();
+    let opts = SchemaOptions::default();
+    let dry = transfer_schema(
+        &conn(&cluster, &src_db),
+        &conn(&cluster, &db),
+        &SchemaOptions {
+            dry_run: true,
+            ..SchemaOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let pre = dry.pre_data_sql.as_deref().expect("dry run SQL");
+    assert!(!pre.contains("s3cret"), "{pre}");
+    assert!(pre.contains("password '********'"), "{pre}");
+    assert!(!serde_json::to_string(&dry).unwrap().contains("s3cret"));
+
+    let report = transfer_schema(&conn(&cluster, &src_db), &conn(&cluster, &db), &opts)
+        .await
+        .unwrap();
+    assert_eq!(report.pre_data, PreDataAction::Restored);
+    assert!(!report.post_data_updated);
+    // psql got the real password; the record holds the masked one.
+    assert_eq!(
+        rows(
+            &cluster,
+            &db,
+            "SELECT unnest(umoptions) FROM pg_user_mappings WHERE srvname = 'remote'"
+        )
+        .await,
+        ["password=it's s3cret", "user=u"]
+    );
+    let client = cluster.connect(&db).await.unwrap();
+    let stored = stored_sections(&client).await.unwrap();
+    let stored_pre = stored.pre_data.expect("pre-data recorded").sql;
+    assert!(!stored_pre.contains("s3cret"), "{stored_pre}");
+
+    // The source gains an index: the pre-data still matches, the recorded
+    // post-data follows the source.
+    cluster
+        .execute(&src_db, "CREATE INDEX t_v_idx ON public.t (v);")
+        .await
+        .unwrap();
+    let again = transfer_schema(&conn(&cluster, &src_db), &conn(&cluster, &db), &opts)
+        .await
+        .unwrap();
+    assert_eq!(again.pre_data, PreDataAction::AlreadyRestored);
+    assert!(again.post_data_updated);
+    let stored = stored_sections(&client).await.unwrap();
+    let post = stored.post_data.expect("post-data recorded");
+    assert!(post.sql.contains("t_v_idx"), "{}", post.sql);
+    assert!(
+        post.objects.iter().any(|o| o.name.contains("t_v_idx")),
+        "{:?}",
+        post.objects
+    );
+    let third = transfer_schema(&conn(&cluster, &src_db), &conn(&cluster, &db), &opts)
+        .await
+        .unwrap();
+    assert_eq!(third.pre_data, PreDataAction::AlreadyRestored);
+    assert!(!third.post_data_updated);
 }

@@ -5,41 +5,20 @@
 use std::collections::BTreeSet;
 
 use pgmig_core::QualifiedTable;
-use pgmig_core::catalog::{TableInfo, TableKind};
+use pgmig_core::catalog::TableInfo;
 use pgmig_core::plan::Filters;
 
-/// The tables of `tables` to leave out of the dump, sorted: those `filters`
-/// reject, plus every partition (at any depth) of a rejected partitioned
-/// parent — a partition cannot be restored without its parent
-/// (`CREATE TABLE … PARTITION OF` names it). A rejected partition of a kept
-/// parent is simply left out; the parent is restored without it.
+/// The tables of `tables` to leave out of the dump, sorted: those the
+/// filters reject, by the rule every step uses ([`Filters::keeper`]): a
+/// partition follows its root partitioned table, so a table is dumped with
+/// all of its partitions or not at all.
 pub fn excluded_tables(tables: &[TableInfo], filters: &Filters) -> Vec<QualifiedTable> {
-    let mut excluded: BTreeSet<QualifiedTable> = tables
+    let keep = filters.keeper(tables);
+    let excluded: BTreeSet<QualifiedTable> = tables
         .iter()
-        .filter(|t| !filters.matches(&t.table))
+        .filter(|t| !keep(t))
         .map(|t| t.table.clone())
         .collect();
-    let parents: BTreeSet<&QualifiedTable> = tables
-        .iter()
-        .filter(|t| t.kind == TableKind::PartitionedParent)
-        .map(|t| &t.table)
-        .collect();
-    loop {
-        let more: Vec<QualifiedTable> = tables
-            .iter()
-            .filter(|t| !excluded.contains(&t.table))
-            .filter(|t| {
-                t.parent
-                    .as_ref()
-                    .is_some_and(|p| parents.contains(p) && excluded.contains(p))
-            })
-            .map(|t| t.table.clone())
-            .collect();
-        if more.is_empty() {
-            break;
-        }
-        excluded.extend(more);
-    }
     excluded.into_iter().collect()
 }
 

@@ -55,14 +55,63 @@ fn take_ident(s: &str) -> Option<(String, &str)> {
     }
 }
 
+/// `ALTER ROLE <name> WITH <attributes>;` without the refused attributes:
+/// the role name exactly as written, only the words after ` WITH `
+/// filtered. The attributes dropped go to `dropped`.
+fn filter_role_attributes<'a>(
+    rest: &'a str,
+    after: &'a str,
+    dropped: &mut Vec<&'a str>,
+) -> Option<String> {
+    let attributes = after.strip_prefix(" WITH ")?;
+    let name_text = &rest[..rest.len() - after.len()];
+    let kept: Vec<&str> = attributes
+        .trim_end_matches(';')
+        .split(' ')
+        .filter(|word| {
+            let refused = REFUSED_ATTRIBUTES.contains(word);
+            if refused {
+                dropped.push(*word);
+            }
+            !refused
+        })
+        .collect();
+    Some(format!("ALTER ROLE {name_text} WITH {};", kept.join(" ")))
+}
+
 /// Reshapes the output of `pg_dumpall --globals-only --no-role-passwords`.
+/// A role's `ALTER ROLE … WITH …` runs only when pgmig creates the role
+/// (in the same `IF NOT EXISTS` block): a role the target already has (its
+/// admin user, say) is never altered. The `\restrict` lines are kept: the
+/// SQL goes to psql as `pg_dumpall` wrote it.
 pub fn filter_globals(dump: &str) -> Globals {
     let mut sql = String::new();
     let mut left_out = Vec::new();
+    // The filtered `ALTER ROLE … WITH …` of each role, for its CREATE.
+    let mut role_attributes: std::collections::HashMap<String, String> = Default::default();
+    let mut created: std::collections::HashSet<String> = Default::default();
     for line in dump.lines() {
-        if line.starts_with("\\restrict") || line.starts_with("\\unrestrict") {
-            continue;
+        if let Some(rest) = line.strip_prefix("CREATE ROLE ")
+            && let Some((name, _)) = take_ident(rest)
+        {
+            created.insert(name);
+        } else if let Some(rest) = line.strip_prefix("ALTER ROLE ")
+            && let Some((name, after)) = take_ident(rest)
+            && !is_provider_role(&name)
+        {
+            let mut dropped = Vec::new();
+            if let Some(alter) = filter_role_attributes(rest, after, &mut dropped) {
+                if !dropped.is_empty() {
+                    left_out.push(format!(
+                        "role {name}: attribute(s) {} left out (a managed target refuses them)",
+                        dropped.join(", ")
+                    ));
+                }
+                role_attributes.insert(name, alter);
+            }
         }
+    }
+    for line in dump.lines() {
         if let Some(rest) = line.strip_prefix("CREATE ROLE ") {
             let Some((name, _)) = take_ident(rest) else {
                 sql.push_str(line);
@@ -75,10 +124,18 @@ pub fn filter_globals(dump: &str) -> Globals {
                 ));
                 continue;
             }
-            sql.push_str(&format!(
-                "DO $pgmig$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {}) THEN {line} END IF; END $pgmig$;\n",
-                quote_literal(&name)
-            ));
+            let body = match role_attributes.get(&name) {
+                Some(alter) => format!(
+                    "IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {}) THEN {line} {alter} END IF;",
+                    quote_literal(&name)
+                ),
+                None => format!(
+                    "IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {}) THEN {line} END IF;",
+                    quote_literal(&name)
+                ),
+            };
+            let tag = super::sections::dollar_tag(&body);
+            sql.push_str(&format!("DO {tag} BEGIN {body} END {tag};\n"));
             continue;
         }
         if let Some(rest) = line.strip_prefix("ALTER ROLE ")
@@ -88,26 +145,13 @@ pub fn filter_globals(dump: &str) -> Globals {
                 continue;
             }
             if after.starts_with(" WITH ") {
-                let mut dropped = Vec::new();
-                let kept: Vec<&str> = line
-                    .trim_end_matches(';')
-                    .split(' ')
-                    .filter(|word| {
-                        let refused = REFUSED_ATTRIBUTES.contains(word);
-                        if refused {
-                            dropped.push(*word);
-                        }
-                        !refused
-                    })
-                    .collect();
-                if !dropped.is_empty() {
+                // Applied with the CREATE ROLE, when pgmig creates it.
+                if !created.contains(&name) {
                     left_out.push(format!(
-                        "role {name}: attribute(s) {} left out (a managed target refuses them)",
-                        dropped.join(", ")
+                        "role {name}: attributes not applied (pg_dumpall does not create it, \
+                         so it is the dumping role; an existing target role is never altered)"
                     ));
                 }
-                sql.push_str(&kept.join(" "));
-                sql.push_str(";\n");
                 continue;
             }
         }
@@ -211,7 +255,9 @@ CREATE TABLESPACE fast OWNER postgres LOCATION '/mnt/fast';
         assert!(!g.sql.contains("postgres"), "{}", g.sql);
         assert!(!g.sql.contains("rds_superuser"), "{}", g.sql);
         assert!(!g.sql.contains("TABLESPACE"), "{}", g.sql);
-        assert!(!g.sql.contains("\\restrict"), "{}", g.sql);
+        // psql gets the \restrict lines (CVE-2025-8714).
+        assert!(g.sql.contains("\\restrict abc123\n"), "{}", g.sql);
+        assert!(g.sql.contains("\\unrestrict abc123\n"), "{}", g.sql);
         assert!(
             g.sql.contains("GRANT \"pg_read_all_data\" TO \"app\";"),
             "{}",
@@ -236,6 +282,42 @@ CREATE TABLESPACE fast OWNER postgres LOCATION '/mnt/fast';
         ] {
             assert!(note.contains(word), "{word}: {note}");
         }
+    }
+
+    #[test]
+    fn role_attributes_only_for_created_roles() {
+        let dump = "CREATE ROLE \"SUPERUSER x\";\n\
+                    ALTER ROLE \"SUPERUSER x\" WITH SUPERUSER LOGIN VALID UNTIL 'infinity';\n\
+                    CREATE ROLE \"a$pgmig$b\";\n\
+                    ALTER ROLE \"a$pgmig$b\" WITH LOGIN;\n\
+                    ALTER ROLE admin WITH SUPERUSER CREATEROLE LOGIN;\n";
+        let g = filter_globals(dump);
+        // The role name is kept exactly; the attributes after WITH filtered;
+        // both inside the IF NOT EXISTS block.
+        assert!(
+            g.sql.contains(
+                "DO $pgmig$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'SUPERUSER x') \
+                 THEN CREATE ROLE \"SUPERUSER x\"; ALTER ROLE \"SUPERUSER x\" WITH LOGIN VALID UNTIL 'infinity'; \
+                 END IF; END $pgmig$;\n"
+            ),
+            "{}",
+            g.sql
+        );
+        // A tag that does not occur in the block.
+        assert!(
+            g.sql.contains("DO $pgmig1$ BEGIN IF NOT EXISTS")
+                && g.sql
+                    .contains("ALTER ROLE \"a$pgmig$b\" WITH LOGIN; END IF; END $pgmig1$;"),
+            "{}",
+            g.sql
+        );
+        // A role the dump does not create (the dumping admin) is never altered.
+        assert!(!g.sql.contains("admin"), "{}", g.sql);
+        assert!(
+            g.left_out.iter().any(|l| l.contains("role admin")),
+            "{:?}",
+            g.left_out
+        );
     }
 
     #[test]

@@ -48,7 +48,8 @@ pub enum SchemaError {
     /// No usable `pg_dump` was found.
     #[error(
         "no pg_dump that can dump a PostgreSQL {source_major} source was found (found: {looked}); \
-         install the client tools of version {source_major} or newer, e.g. \
+         install the client tools of version {minimum} or newer (an older minor lacks the \
+         CVE-2025-8714 fix), e.g. \
          `apt-get install postgresql-client-{source_major}`, or point {PG_DUMP_ENV} at such a pg_dump"
     )]
     ToolNotFound {
@@ -56,10 +57,13 @@ pub enum SchemaError {
         source_major: Major,
         /// What was found, with versions.
         looked: String,
+        /// The oldest acceptable version.
+        minimum: String,
     },
     /// The `pg_dump` named by `PGMIG_PG_DUMP` is older than the source.
     #[error(
-        "{path} is version {found} and cannot dump a PostgreSQL {source_major} source; \
+        "{path} is version {found} and cannot dump a PostgreSQL {source_major} source \
+         (version {minimum} or newer is needed; older minors lack the CVE-2025-8714 fix); \
          install `postgresql-client-{source_major}` (or newer) and point {PG_DUMP_ENV} at its pg_dump"
     )]
     ToolTooOld {
@@ -69,6 +73,8 @@ pub enum SchemaError {
         found: String,
         /// The source's major.
         source_major: Major,
+        /// The oldest acceptable version.
+        minimum: String,
     },
     /// The `pg_dump` named by `PGMIG_PG_DUMP` or `--pg-dump` cannot be run.
     #[error("{path} (named by {PG_DUMP_ENV} or --pg-dump) is not a runnable pg_dump")]
@@ -198,6 +204,10 @@ pub struct SchemaReport {
     pub pre_data_sql: Option<String>,
     /// The post-data objects kept for after the load.
     pub deferred: Vec<TocEntry>,
+    /// Whether the recorded post-data was replaced by today's (the pre-data
+    /// was already restored but the source's post-data changed since); in
+    /// a dry run, whether it would be.
+    pub post_data_updated: bool,
     /// The post-data SQL; only in dry runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub post_data_sql: Option<String>,
@@ -287,7 +297,9 @@ pub async fn transfer_schema(
 
         let stored = stored_sections(&tgt).await?;
         let already = match &stored.pre_data {
-            Some(rec) if rec.sql == dumped.pre_sql => true,
+            // Normalized again: a record of an older pgmig may still hold
+            // the header lines or an unmasked password.
+            Some(rec) if sections::normalize(&rec.sql) == dumped.pre_sql => true,
             Some(rec) => {
                 return Err(SchemaError::SourceChanged {
                     dumped_at: rec.dumped_at.clone(),
@@ -302,6 +314,37 @@ pub async fn transfer_schema(
                     relations: existing.join(", "),
                 });
             }
+        }
+
+        // The pre-data is in place but the source's post-data changed (an
+        // index or constraint added since): the load must build today's.
+        let post_data_updated = already
+            && stored
+                .post_data
+                .as_ref()
+                .is_none_or(|rec| sections::normalize(&rec.sql) != dumped.post_sql);
+        // A record of an older pgmig may hold an unmasked user mapping
+        // password: rewrite it masked.
+        if already
+            && !opts.dry_run
+            && stored
+                .pre_data
+                .as_ref()
+                .is_some_and(|rec| rec.sql != dumped.pre_sql)
+        {
+            tgt.execute(
+                "UPDATE pgmig.schema_section SET sql = $1 WHERE name = 'pre-data'",
+                &[&dumped.pre_sql],
+            )
+            .await
+            .map_err(pgmig_core::Error::query("rewrite the recorded pre-data"))?;
+        }
+        if post_data_updated && !opts.dry_run {
+            sections::update_post_data(&tgt, &dumped, source_version).await?;
+            info!(
+                deferred = dumped.deferred.len(),
+                "the source's post-data changed; updated the recorded post-data"
+            );
         }
 
         let mut globals_applied = false;
@@ -368,6 +411,7 @@ pub async fn transfer_schema(
             source_version: source_version.num(),
             target_version: target_version.num(),
             pre_data,
+            post_data_updated,
             pre_data_sql: opts.dry_run.then(|| dumped.pre_sql.clone()),
             post_data_sql: opts.dry_run.then(|| dumped.post_sql.clone()),
             pre_data_objects: dumped.pre_objects,

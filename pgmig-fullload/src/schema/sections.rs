@@ -57,16 +57,128 @@ pub const PRE_DATA: &str = "pre-data";
 /// The name of the post-data row.
 pub const POST_DATA: &str = "post-data";
 
-fn normalize(sql: &str) -> String {
+/// What a masked password option value reads.
+pub(super) const MASKED: &str = "********";
+
+/// The SQL as stored, compared and printed: without psql's per-dump
+/// `\restrict` lines and the version header lines (so the same schema
+/// always gives the same text, whatever the minor of the source or of
+/// `pg_dump`), and with user mapping passwords masked.
+pub(super) fn normalize(sql: &str) -> String {
+    let sql = mask_user_mapping_passwords(sql);
     let mut out = String::with_capacity(sql.len());
     for line in sql.lines() {
-        if line.starts_with("\\restrict") || line.starts_with("\\unrestrict") {
+        if line.starts_with("\\restrict")
+            || line.starts_with("\\unrestrict")
+            || line.starts_with("-- Dumped from database version")
+            || line.starts_with("-- Dumped by pg_dump version")
+        {
             continue;
         }
         out.push_str(line);
         out.push('\n');
     }
     out
+}
+
+/// Masks the value of every `password '…'` option inside `CREATE USER
+/// MAPPING` and `ALTER USER MAPPING` statements.
+pub fn mask_user_mapping_passwords(sql: &str) -> String {
+    mask_passwords(sql, false)
+}
+
+/// Masks the value of every `password '…'` in `text` (a tool's stderr may
+/// quote part of a statement only).
+pub(super) fn mask_passwords_anywhere(text: &str) -> String {
+    mask_passwords(text, true)
+}
+
+fn starts_with_ci(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len()
+        && s.is_char_boundary(prefix.len())
+        && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '$'
+}
+
+/// `anywhere`: mask outside user mapping statements too.
+fn mask_passwords(sql: &str, anywhere: bool) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut in_mapping = false;
+    let mut prev: Option<char> = None;
+    let mut i = 0;
+    while i < sql.len() {
+        let rest = &sql[i..];
+        let c = rest.chars().next().expect("not at the end");
+        let at_word_start = prev.is_none_or(|p| !is_word_char(p) && p != '"');
+        if c == '\'' && (in_mapping || anywhere) {
+            // A string literal outside a password option: copy it whole.
+            // (Outside user mapping statements literals are not followed:
+            // function bodies and comments may hold lone quotes.)
+            let end = literal_end(rest);
+            out.push_str(&rest[..end]);
+            prev = Some('\'');
+            i += end;
+            continue;
+        }
+        if prev.is_none_or(|p| p == '\n')
+            && !in_mapping
+            && (starts_with_ci(rest, "CREATE USER MAPPING")
+                || starts_with_ci(rest, "ALTER USER MAPPING"))
+        {
+            in_mapping = true;
+        }
+        if c == ';' {
+            in_mapping = false;
+        }
+        if at_word_start && (in_mapping || anywhere) {
+            let (word_len, quoted) = if starts_with_ci(rest, "password") {
+                (8, false)
+            } else if starts_with_ci(rest, "\"password\"") {
+                (10, true)
+            } else {
+                (0, false)
+            };
+            if word_len > 0 && (quoted || !rest[word_len..].starts_with(is_word_char)) {
+                let after = &rest[word_len..];
+                let ws = after.len() - after.trim_start().len();
+                if after[ws..].starts_with('\'') {
+                    let lit_end = literal_end(&after[ws..]);
+                    out.push_str(&rest[..word_len + ws]);
+                    out.push('\'');
+                    out.push_str(MASKED);
+                    out.push('\'');
+                    prev = Some('\'');
+                    i += word_len + ws + lit_end;
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+        prev = Some(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// The length of the string literal at the start of `s` (which starts with
+/// a quote), `''` escapes included; all of `s` when it is not closed.
+fn literal_end(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    let mut j = 1;
+    while j < bytes.len() {
+        if bytes[j] == b'\'' {
+            if bytes.get(j + 1) == Some(&b'\'') {
+                j += 2;
+                continue;
+            }
+            return j + 1;
+        }
+        j += 1;
+    }
+    s.len()
 }
 
 /// Dumps the source's schema and splits it into sections.
@@ -200,6 +312,12 @@ async fn matviews(
 
 /// A dollar-quoted literal of `text` whose tag does not occur in it.
 fn dollar_quote(text: &str) -> String {
+    let tag = dollar_tag(text);
+    format!("{tag}{text}{tag}")
+}
+
+/// A dollar-quote tag (`$pgmig$`, `$pgmig1$`, …) that does not occur in `text`.
+pub(super) fn dollar_tag(text: &str) -> String {
     let mut n = 0u32;
     loop {
         let tag = if n == 0 {
@@ -208,7 +326,7 @@ fn dollar_quote(text: &str) -> String {
             format!("$pgmig{n}$")
         };
         if !text.contains(&tag) {
-            return format!("{tag}{text}{tag}");
+            return tag;
         }
         n += 1;
     }
@@ -245,6 +363,28 @@ pub(super) fn restore_script(dumped: &DumpedSchema, source_version: ServerVersio
     )
 }
 
+/// Replaces the recorded post-data (SQL and objects) with today's dump, so
+/// the load builds what the source has now.
+pub(super) async fn update_post_data(
+    client: &impl GenericClient,
+    dumped: &DumpedSchema,
+    source_version: ServerVersion,
+) -> Result<(), pgmig_core::Error> {
+    let objects = serde_json::to_string(&dumped.deferred).expect("TOC entries serialize");
+    let version = i32::try_from(source_version.num()).unwrap_or(i32::MAX);
+    client
+        .execute(
+            "INSERT INTO pgmig.schema_section (name, sql, objects, dumped_at, source_version) \
+             VALUES ($1, $2, $3::text::jsonb, now(), $4) \
+             ON CONFLICT (name) DO UPDATE SET sql = EXCLUDED.sql, objects = EXCLUDED.objects, \
+               dumped_at = EXCLUDED.dumped_at, source_version = EXCLUDED.source_version",
+            &[&POST_DATA, &dumped.post_sql, &objects, &version],
+        )
+        .await
+        .map_err(pgmig_core::Error::query("update the recorded post-data"))?;
+    Ok(())
+}
+
 /// Reads the recorded sections; empty when pgmig never restored a schema
 /// into this target.
 pub async fn stored_sections(
@@ -262,14 +402,21 @@ pub async fn stored_sections(
         .await
         .map_err(pgmig_core::Error::query("read pgmig.schema_section"))?;
     let mut stored = StoredSections::default();
+    let shape = || {
+        pgmig_core::Error::query(
+            "read pgmig.schema_section: the table does not have the columns pgmig writes \
+             (name text, sql text, objects jsonb, dumped_at timestamptz, source_version int); \
+             was it created by another program or another pgmig version?",
+        )
+    };
     for row in rows {
-        let name: String = row.get(0);
-        let objects: String = row.get(2);
+        let name: String = row.try_get(0).map_err(shape())?;
+        let objects: String = row.try_get(2).map_err(shape())?;
         let record = SectionRecord {
-            sql: row.get(1),
+            sql: row.try_get(1).map_err(shape())?,
             objects: serde_json::from_str(&objects).unwrap_or_default(),
-            dumped_at: row.get(3),
-            source_version: row.get(4),
+            dumped_at: row.try_get(3).map_err(shape())?,
+            source_version: row.try_get(4).map_err(shape())?,
         };
         match name.as_str() {
             PRE_DATA => stored.pre_data = Some(record),
@@ -315,5 +462,32 @@ mod tests {
     fn normalizing_drops_restrict_keys() {
         let sql = "\\restrict k1\nCREATE TABLE t ();\n\\unrestrict k1\n";
         assert_eq!(normalize(sql), "CREATE TABLE t ();\n");
+        let sql = "--\n-- Dumped from database version 15.4\n-- Dumped by pg_dump version 17.6\n\nCREATE TABLE t ();\n";
+        assert_eq!(normalize(sql), "--\n\nCREATE TABLE t ();\n");
+    }
+
+    #[test]
+    fn user_mapping_passwords_are_masked() {
+        let sql = "CREATE USER MAPPING FOR app SERVER remote OPTIONS (\n    \"user\" 'password ''x''',\n    password 'it''s; secret'\n);\n\
+                   ALTER USER MAPPING FOR \"Bob\" SERVER remote OPTIONS (SET password 'two');\n\
+                   COMMENT ON TABLE t IS 'password ''keep''';\n\
+                   CREATE FUNCTION f() RETURNS text AS $$ SELECT 'password' $$ LANGUAGE sql;\n";
+        let masked = mask_user_mapping_passwords(sql);
+        assert!(!masked.contains("secret"), "{masked}");
+        assert!(!masked.contains("two"), "{masked}");
+        assert!(masked.contains("password '********'\n);"), "{masked}");
+        assert!(masked.contains("SET password '********');"), "{masked}");
+        assert!(masked.contains("\"user\" 'password ''x'''"), "{masked}");
+        assert!(masked.contains("IS 'password ''keep'''"), "{masked}");
+        assert!(masked.contains("SELECT 'password' $$"), "{masked}");
+        // Stored, compared and printed copies are masked; idempotent.
+        assert_eq!(normalize(&masked), normalize(sql));
+        assert!(!normalize(sql).contains("secret"));
+        // stderr: anywhere.
+        let err = "LINE 3:     password 'hunter2'";
+        assert_eq!(
+            mask_passwords_anywhere(err),
+            "LINE 3:     password '********'"
+        );
     }
 }

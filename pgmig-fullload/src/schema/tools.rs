@@ -61,15 +61,45 @@ impl ToolVersion {
         Major::from_version_num(self.num)
     }
 
-    /// Whether this tool can dump a server of `major` (a `pg_dump` dumps
-    /// servers of its own major and older).
+    /// Whether this tool can dump a server of `major`: a `pg_dump` dumps
+    /// servers of its own major and older, and it must be a minor that
+    /// writes `\restrict` (CVE-2025-8714), see [`ToolVersion::minimum_for`].
     pub fn can_dump(self, major: Major) -> bool {
-        let needed = if major == Major::V9_6 {
+        self.num >= Self::minimum_for(major).num && self.writes_restrict()
+    }
+
+    /// The oldest tool version pgmig accepts for a source of `major`: the
+    /// source's major (or 13 for older sources) at the first minor that
+    /// writes `\restrict` against CVE-2025-8714 (17.6, 16.10, 15.14,
+    /// 14.19, 13.22; any 18 or newer). Any newer major is accepted as well
+    /// when it is at least its own fixed minor.
+    pub fn minimum_for(major: Major) -> ToolVersion {
+        let base = if major == Major::V9_6 {
             90_600
         } else {
             major.number() * 10_000
         };
-        self.num >= needed
+        ToolVersion {
+            num: Self::restrict_minimum(base).max(base),
+        }
+    }
+
+    /// The first version of the major of `num` that writes `\restrict`
+    /// (a major older than 13 never got the fix: the 13 one then).
+    fn restrict_minimum(num: u32) -> u32 {
+        match num / 10_000 {
+            0..=13 => 130_022,
+            14 => 140_019,
+            15 => 150_014,
+            16 => 160_010,
+            17 => 170_006,
+            _ => num / 10_000 * 10_000,
+        }
+    }
+
+    /// Whether this version writes `\restrict` (CVE-2025-8714).
+    pub fn writes_restrict(self) -> bool {
+        self.num >= Self::restrict_minimum(self.num)
     }
 }
 
@@ -117,6 +147,7 @@ impl ClientTools {
                     path: pg_dump.display().to_string(),
                     found: version.to_string(),
                     source_major: source,
+                    minimum: ToolVersion::minimum_for(source).to_string(),
                 });
             }
             let bin_dir = pg_dump.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -157,6 +188,7 @@ impl ClientTools {
             Some(tools) if tools.version.can_dump(source) => Ok(tools),
             _ => Err(SchemaError::ToolNotFound {
                 source_major: source,
+                minimum: ToolVersion::minimum_for(source).to_string(),
                 looked: if looked.is_empty() {
                     "none on PATH or in /usr/lib/postgresql/*/bin".into()
                 } else {
@@ -231,7 +263,9 @@ impl ClientTools {
             return Err(SchemaError::ToolFailed {
                 tool: tool.to_owned(),
                 status: out.status.to_string(),
-                stderr: redact_dsn(String::from_utf8_lossy(&out.stderr).trim()),
+                stderr: super::sections::mask_passwords_anywhere(&redact_dsn(
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                )),
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -265,6 +299,18 @@ pub fn conn_env(conn: &ConnConfig) -> Vec<(&'static str, String)> {
         env.push(("PGPASSFILE", passfile.display().to_string()));
     }
     env.push(("PGSSLMODE", conn.sslmode().as_str().to_owned()));
+    env.push((
+        "PGCHANNELBINDING",
+        conn.channel_binding().as_str().to_owned(),
+    ));
+    env.push((
+        "PGTARGETSESSIONATTRS",
+        conn.target_session_attrs().as_str().to_owned(),
+    ));
+    env.push((
+        "PGLOADBALANCEHOSTS",
+        conn.load_balance_hosts().as_str().to_owned(),
+    ));
     if let Some(root) = conn.sslrootcert() {
         env.push(("PGSSLROOTCERT", root.to_owned()));
     }
@@ -332,6 +378,17 @@ mod tests {
         assert!(v15.can_dump(Major::V10));
         assert!(v15.can_dump(Major::V15));
         assert!(!v15.can_dump(Major::V16));
+        // CVE-2025-8714: only minors that write \restrict.
+        assert!(!ToolVersion { num: 150_013 }.can_dump(Major::V15));
+        assert!(ToolVersion { num: 150_014 }.can_dump(Major::V15));
+        assert!(!ToolVersion { num: 170_005 }.can_dump(Major::V15));
+        assert!(ToolVersion { num: 170_006 }.can_dump(Major::V17));
+        assert!(!ToolVersion { num: 130_021 }.can_dump(Major::V9_6));
+        assert!(ToolVersion { num: 130_022 }.can_dump(Major::V9_6));
+        assert!(ToolVersion { num: 180_000 }.can_dump(Major::V18));
+        assert_eq!(ToolVersion::minimum_for(Major::V16).to_string(), "16.10");
+        assert_eq!(ToolVersion::minimum_for(Major::V9_6).to_string(), "13.22");
+        assert_eq!(ToolVersion::minimum_for(Major::V18).to_string(), "18.0");
         assert_eq!(v15.to_string(), "15.18");
         assert_eq!(ToolVersion { num: 90_624 }.to_string(), "9.6.24");
     }
@@ -353,5 +410,18 @@ mod tests {
         assert!(env.contains(&("PGHOST", "db".into())));
         assert!(env.contains(&("PGPORT", "5433".into())));
         assert!(env.contains(&("PGDATABASE", "app".into())));
+        let conn = ConnConfig::parse(
+            "host=db user=u channel_binding=require target_session_attrs=read-write",
+        )
+        .unwrap();
+        let env = conn_env(&conn);
+        assert!(
+            env.contains(&("PGCHANNELBINDING", "require".into())),
+            "{env:?}"
+        );
+        assert!(
+            env.contains(&("PGTARGETSESSIONATTRS", "read-write".into())),
+            "{env:?}"
+        );
     }
 }

@@ -57,11 +57,14 @@ pub async fn unique_rebuilds(
         ))?;
     Ok(rows
         .iter()
-        .map(|row| {
+        .filter_map(|row| {
             let (schema, table, index): (String, String, String) =
                 (row.get(0), row.get(1), row.get(2));
             let constraint: Option<String> = row.get(3);
-            let indexdef: String = row.get(4);
+            // NULL when the index was dropped meanwhile (catalog snapshot
+            // race): nothing to rebuild.
+            let indexdef: Option<String> = row.get(4);
+            let indexdef = indexdef?;
             let condef: Option<String> = row.get(5);
             let qt = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
             let (drop, recreate) = match (constraint, condef) {
@@ -81,12 +84,12 @@ pub async fn unique_rebuilds(
                     format!("{indexdef};"),
                 ),
             };
-            UniqueRebuild {
+            Some(UniqueRebuild {
                 table: qt,
                 index,
                 drop,
                 recreate,
-            }
+            })
         })
         .collect())
 }
