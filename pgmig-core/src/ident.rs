@@ -218,13 +218,26 @@ pub struct ParseTableError {
     pub reason: &'static str,
 }
 
-/// Splits SQL spelling into identifiers, folding unquoted ones to lower case.
-fn parse_idents(input: &str) -> Result<Vec<String>, &'static str> {
+/// One dotted part of a name in SQL spelling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamePart {
+    /// The part: as written inside double quotes, or folded to lower case
+    /// (A–Z only, as PostgreSQL does) when unquoted.
+    pub text: String,
+    /// Whether it was written in double quotes.
+    pub quoted: bool,
+}
+
+/// Splits a dotted name in SQL spelling (`schema.table`, either part quoted,
+/// `""` inside quotes for a quote) into its parts. Unquoted parts fold A–Z
+/// to lower case and may not hold quotes or spaces. The shared reader of
+/// [`QualifiedTable`] and the plan's table patterns.
+pub fn split_sql_name(input: &str) -> Result<Vec<NamePart>, &'static str> {
     let mut parts = Vec::new();
     let mut chars = input.trim().chars().peekable();
     loop {
-        let mut part = String::new();
-        match chars.peek() {
+        let mut text = String::new();
+        let quoted = match chars.peek() {
             None => return Err("empty name"),
             Some('"') => {
                 chars.next();
@@ -233,15 +246,16 @@ fn parse_idents(input: &str) -> Result<Vec<String>, &'static str> {
                         None => return Err("unterminated quoted identifier"),
                         Some('"') if chars.peek() == Some(&'"') => {
                             chars.next();
-                            part.push('"');
+                            text.push('"');
                         }
                         Some('"') => break,
-                        Some(c) => part.push(c),
+                        Some(c) => text.push(c),
                     }
                 }
-                if part.is_empty() {
+                if text.is_empty() {
                     return Err("empty quoted identifier");
                 }
+                true
             }
             Some(_) => {
                 while let Some(&c) = chars.peek() {
@@ -252,15 +266,16 @@ fn parse_idents(input: &str) -> Result<Vec<String>, &'static str> {
                         return Err("unquoted name with a quote or a space; quote the whole part");
                     }
                     // PostgreSQL folds only A–Z in unquoted names.
-                    part.push(c.to_ascii_lowercase());
+                    text.push(c.to_ascii_lowercase());
                     chars.next();
                 }
-                if part.is_empty() {
+                if text.is_empty() {
                     return Err("empty name part");
                 }
+                false
             }
-        }
-        parts.push(part);
+        };
+        parts.push(NamePart { text, quoted });
         match chars.next() {
             None => return Ok(parts),
             Some('.') => continue,
@@ -279,7 +294,11 @@ impl FromStr for QualifiedTable {
             input: s.to_owned(),
             reason,
         };
-        let mut parts = parse_idents(s).map_err(fail)?;
+        let mut parts: Vec<String> = split_sql_name(s)
+            .map_err(fail)?
+            .into_iter()
+            .map(|p| p.text)
+            .collect();
         match parts.len() {
             1 => Ok(QualifiedTable::new("public", parts.remove(0))),
             2 => {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::catalog::TableInfo;
-use crate::ident::QualifiedTable;
+use crate::ident::{QualifiedTable, split_sql_name};
 
 /// One pattern over `schema.table` names.
 ///
@@ -76,56 +76,19 @@ pub struct ParsePatternError {
     pub reason: &'static str,
 }
 
+/// The parts of a pattern: quoted parts match exactly, unquoted ones are
+/// globs (the same SQL spelling as [`QualifiedTable`]'s).
 fn split_parts(input: &str) -> Result<Vec<Part>, &'static str> {
-    let mut parts = Vec::new();
-    let mut chars = input.trim().chars().peekable();
-    loop {
-        let mut text = String::new();
-        let part = match chars.peek() {
-            None => return Err("empty pattern"),
-            Some('"') => {
-                chars.next();
-                loop {
-                    match chars.next() {
-                        None => return Err("unterminated quoted identifier"),
-                        Some('"') if chars.peek() == Some(&'"') => {
-                            chars.next();
-                            text.push('"');
-                        }
-                        Some('"') => break,
-                        Some(c) => text.push(c),
-                    }
-                }
-                if text.is_empty() {
-                    return Err("empty quoted identifier");
-                }
-                Part::Exact(text)
+    Ok(split_sql_name(input)?
+        .into_iter()
+        .map(|p| {
+            if p.quoted {
+                Part::Exact(p.text)
+            } else {
+                Part::Glob(p.text)
             }
-            Some(_) => {
-                while let Some(&c) = chars.peek() {
-                    if c == '.' {
-                        break;
-                    }
-                    if c == '"' || c.is_whitespace() {
-                        return Err("unquoted part with a quote or a space; quote the whole part");
-                    }
-                    // PostgreSQL folds only A–Z in unquoted names.
-                    text.push(c.to_ascii_lowercase());
-                    chars.next();
-                }
-                if text.is_empty() {
-                    return Err("empty name part");
-                }
-                Part::Glob(text)
-            }
-        };
-        parts.push(part);
-        match chars.next() {
-            None => return Ok(parts),
-            Some('.') => continue,
-            Some(_) => return Err("unexpected character after a quoted identifier"),
-        }
-    }
+        })
+        .collect())
 }
 
 impl FromStr for TablePattern {
