@@ -356,22 +356,7 @@ pub async fn transfer_schema(
             }
         } else {
             if let Some(g) = &globals {
-                tools
-                    .run(
-                        "psql",
-                        &[
-                            "-X",
-                            "-q",
-                            "-v",
-                            "ON_ERROR_STOP=1",
-                            "--single-transaction",
-                            "-f",
-                            "-",
-                        ],
-                        Some(target),
-                        Some(&g.sql),
-                    )
-                    .await?;
+                run_script(&tools, target, &g.sql).await?;
                 globals_applied = true;
                 info!(role = %ServerRole::Target, "applied globals");
             }
@@ -380,22 +365,7 @@ pub async fn transfer_schema(
                 PreDataAction::AlreadyRestored
             } else {
                 let script = sections::restore_script(&dumped, source_version);
-                tools
-                    .run(
-                        "psql",
-                        &[
-                            "-X",
-                            "-q",
-                            "-v",
-                            "ON_ERROR_STOP=1",
-                            "--single-transaction",
-                            "-f",
-                            "-",
-                        ],
-                        Some(target),
-                        Some(&script),
-                    )
-                    .await?;
+                run_script(&tools, target, &script).await?;
                 info!(
                     objects = dumped.pre_objects.len(),
                     deferred = dumped.deferred.len(),
@@ -428,4 +398,30 @@ pub async fn transfer_schema(
     }
     .instrument(span)
     .await
+}
+
+/// Runs an SQL script on `target` with psql: all of it in one transaction,
+/// stopping at the first error, so a failure changes nothing.
+async fn run_script(
+    tools: &ClientTools,
+    target: &ConnConfig,
+    sql: &str,
+) -> Result<(), SchemaError> {
+    tools
+        .run(
+            "psql",
+            &[
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--single-transaction",
+                "-f",
+                "-",
+            ],
+            Some(target),
+            Some(sql),
+        )
+        .await?;
+    Ok(())
 }
