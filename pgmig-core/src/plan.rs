@@ -305,46 +305,6 @@ pub fn is_plannable(table: &TableInfo) -> bool {
 }
 
 impl Plan {
-    /// A simple plan: `slots` slots (at least one, at most one per table)
-    /// named [`default_slot_name`], tables dealt out largest first to the
-    /// slot with the fewest bytes so far. Partitioned parents hold no rows
-    /// and are left out: their leaves are planned. Unlogged tables are left
-    /// out too: neither a standby nor logical decoding can see their rows
-    /// (`pgmig check` lists them). Deterministic for the same input.
-    pub fn balanced(tables: &[TableInfo], slots: usize) -> Result<Plan, PlanError> {
-        if slots == 0 {
-            return Err(PlanError::NoSlots);
-        }
-        let mut planned: Vec<PlannedTable> = tables
-            .iter()
-            .filter(|t| t.kind != TableKind::PartitionedParent && !t.unlogged)
-            .map(|t| PlannedTable::of(t, &WriteRates::new()))
-            .collect();
-        planned.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.table.cmp(&b.table)));
-        let count = slots.min(planned.len()).max(1);
-        let mut groups: Vec<SlotGroup> = (1..=count)
-            .map(|n| SlotGroup {
-                slot: default_slot_name(n),
-                tables: Vec::new(),
-                role: SlotRole::Unspecified,
-            })
-            .collect();
-        let mut load = vec![0i64; count];
-        for table in planned {
-            let (i, _) = load
-                .iter()
-                .enumerate()
-                .min_by_key(|(i, bytes)| (**bytes, *i))
-                .unwrap_or((0, &0));
-            load[i] += table.bytes.max(1);
-            groups[i].tables.push(table);
-        }
-        Ok(Plan {
-            slots: groups,
-            ..Plan::default()
-        })
-    }
-
     /// Plans `tables` over at most `slots` slots with the rules of
     /// [`planner`], keeping only what `filters` select (partitioned parents
     /// and unlogged tables are never planned). Deterministic for the same
@@ -495,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn balances_largest_first_and_skips_parents() {
+    fn plans_every_table_once_and_skips_parents() {
         let tables = vec![
             table("a", 100, true, TableKind::Table),
             table("b", 900, true, TableKind::Table),
@@ -503,35 +463,31 @@ mod tests {
             table("d", 450, true, TableKind::PartitionLeaf),
             table("p", 0, true, TableKind::PartitionedParent),
         ];
-        let plan = Plan::balanced(&tables, 2).unwrap();
+        let build = |tables: &[TableInfo]| {
+            Plan::build(tables, &WriteRates::new(), 2, &Filters::default()).unwrap()
+        };
+        let plan = build(&tables);
         plan.validate().unwrap();
-        let shape: Vec<(String, Vec<String>)> = plan
-            .slots
-            .iter()
-            .map(|g| {
-                (
-                    g.slot.clone(),
-                    g.tables.iter().map(|t| t.table.name.clone()).collect(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            shape,
-            vec![
-                ("dms_slot_01".into(), vec!["b".into(), "a".into()]),
-                ("dms_slot_02".into(), vec!["c".into(), "d".into()]),
-            ]
-        );
-        assert_eq!(plan, Plan::balanced(&tables, 2).unwrap(), "deterministic");
-        assert!(!plan.slot("dms_slot_02").unwrap().tables[0].has_identity_index);
+        let mut names: Vec<&str> = plan.tables().map(|(_, t)| t.table.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        let mut reversed = tables.clone();
+        reversed.reverse();
+        assert_eq!(plan, build(&reversed), "deterministic");
+        let (group, c) = plan.tables().find(|(_, t)| t.table.name == "c").unwrap();
+        assert!(!c.has_identity_index);
+        assert_eq!(group.role, SlotRole::NoPrimaryKey);
     }
 
     #[test]
     fn never_more_slots_than_tables_and_never_zero() {
         let tables = vec![table("a", 1, true, TableKind::Table)];
-        assert_eq!(Plan::balanced(&tables, 6).unwrap().slots.len(), 1);
-        assert_eq!(Plan::balanced(&[], 6).unwrap().slots.len(), 1);
-        assert_eq!(Plan::balanced(&tables, 0), Err(PlanError::NoSlots));
+        let build = |tables: &[TableInfo], n| {
+            Plan::build(tables, &WriteRates::new(), n, &Filters::default())
+        };
+        assert_eq!(build(&tables, 6).unwrap().slots.len(), 1);
+        assert_eq!(build(&[], 6).unwrap().slots.len(), 1);
+        assert_eq!(build(&tables, 0), Err(PlanError::NoSlots));
     }
 
     #[test]

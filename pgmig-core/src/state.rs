@@ -172,17 +172,17 @@ pub async fn init_migration(
         })
 }
 
-/// Records P. Refuses to replace a different P unless `replace` (a new
-/// snapshot before any data was loaded).
+/// Records P. Refuses to replace a different P: data loaded at the old P
+/// would not match (`pgmig cleanup` starts over).
 ///
 /// One conditional statement: two snapshots racing cannot both pin their P.
-pub async fn set_pause_lsn(client: &impl GenericClient, p: Lsn, replace: bool) -> Result<()> {
+pub async fn set_pause_lsn(client: &impl GenericClient, p: Lsn) -> Result<()> {
     let updated = client
         .execute(
             "UPDATE pgmig.migration SET pause_lsn = $1, \
                paused_at = CASE WHEN pause_lsn = $1 THEN paused_at ELSE now() END \
-             WHERE id = 1 AND (pause_lsn IS NULL OR pause_lsn = $1 OR $2)",
-            &[&PgLsn::from(p), &replace],
+             WHERE id = 1 AND (pause_lsn IS NULL OR pause_lsn = $1)",
+            &[&PgLsn::from(p)],
         )
         .await
         .map_err(Error::query("record the pause LSN"))?;

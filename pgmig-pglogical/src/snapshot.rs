@@ -223,7 +223,7 @@ pub async fn take_snapshot(
             .into());
         }
         let slots = prove(source, replica, rv, &migration.plan, p).await?;
-        state::set_pause_lsn(target, p, false).await?;
+        state::set_pause_lsn(target, p).await?;
         Ok((p, slots))
     }
     .await;

@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 
 use pgmig_core::catalog::list_tables;
 use pgmig_core::config::ConnConfig;
-use pgmig_core::plan::Plan;
+use pgmig_core::plan::{Filters, Plan, WriteRates};
 use pgmig_core::{Lsn, QualifiedTable, ServerVersion};
 use pgmig_pglogical::replication_set::{insert_truncate_set_name, update_delete_set_name};
 use pgmig_pglogical::setup::{SetupOptions, run_setup};
@@ -270,7 +270,7 @@ async fn decodes_real_dml_truncate_and_toast_in_commit_order() {
     let target_client = target.connect(&target_db).await.expect("connect target");
     let version = ServerVersion::query(&writer).await.expect("version");
     let tables = list_tables(&writer, version).await.expect("list tables");
-    let plan = Plan::balanced(&tables, 1).expect("plan");
+    let plan = Plan::build(&tables, &WriteRates::new(), 1, &Filters::default()).expect("plan");
     assert_eq!(plan.slots.len(), 1);
     assert_eq!(plan.slots[0].tables.len(), 4);
     let opts = SetupOptions::for_source(

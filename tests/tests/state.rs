@@ -70,9 +70,9 @@ async fn migration_state_round_trips_and_refuses_wrong_wiring() {
 
     // P is pinned once.
     let p: Lsn = "1/2A0".parse().unwrap();
-    state::set_pause_lsn(&client, p, false).await.unwrap();
-    state::set_pause_lsn(&client, p, false).await.unwrap();
-    let err = state::set_pause_lsn(&client, Lsn(p.0 + 1), false)
+    state::set_pause_lsn(&client, p).await.unwrap();
+    state::set_pause_lsn(&client, p).await.unwrap();
+    let err = state::set_pause_lsn(&client, Lsn(p.0 + 1))
         .await
         .unwrap_err();
     assert!(
