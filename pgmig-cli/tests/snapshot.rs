@@ -258,6 +258,17 @@ async fn setup_snapshot_resume_end_to_end() {
     let dry = lab.pgmig(&["snapshot", "--dry-run"]);
     assert_code(&dry, 0, "snapshot --dry-run");
     assert!(out(&dry).contains("pg_wal_replay_pause"), "{}", out(&dry));
+    // The same statements the run executes.
+    assert!(
+        out(&dry).contains("FROM pg_catalog.pg_replication_slots"),
+        "{}",
+        out(&dry)
+    );
+    assert!(
+        out(&dry).contains("pause_lsn IS NULL OR pause_lsn ="),
+        "{}",
+        out(&dry)
+    );
     assert_eq!(
         lab.replica_sql("SELECT pg_is_wal_replay_paused()::text")
             .await,

@@ -172,18 +172,19 @@ pub async fn init_migration(
         })
 }
 
+/// Records P (`$1`) unless another P is recorded; one statement, so two
+/// snapshots racing cannot both pin theirs.
+pub const RECORD_PAUSE_LSN_SQL: &str = "UPDATE pgmig.migration SET pause_lsn = $1, \
+       paused_at = CASE WHEN pause_lsn = $1 THEN paused_at ELSE now() END \
+     WHERE id = 1 AND (pause_lsn IS NULL OR pause_lsn = $1)";
+
 /// Records P. Refuses to replace a different P: data loaded at the old P
 /// would not match (`pgmig cleanup` starts over).
 ///
 /// One conditional statement: two snapshots racing cannot both pin their P.
 pub async fn set_pause_lsn(client: &impl GenericClient, p: Lsn) -> Result<()> {
     let updated = client
-        .execute(
-            "UPDATE pgmig.migration SET pause_lsn = $1, \
-               paused_at = CASE WHEN pause_lsn = $1 THEN paused_at ELSE now() END \
-             WHERE id = 1 AND (pause_lsn IS NULL OR pause_lsn = $1)",
-            &[&PgLsn::from(p)],
-        )
+        .execute(RECORD_PAUSE_LSN_SQL, &[&PgLsn::from(p)])
         .await
         .map_err(Error::query("record the pause LSN"))?;
     if updated == 1 {

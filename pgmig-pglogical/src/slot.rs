@@ -386,6 +386,11 @@ pub async fn list_slots(
     Ok(rows.iter().map(slot_info).collect::<Result<_, _>>()?)
 }
 
+/// The statement [`find_slot`] runs (`$1` the slot name), for `--dry-run`.
+pub fn find_slot_sql(version: ServerVersion) -> String {
+    slots_query(version, true)
+}
+
 /// One slot by name, or `None`.
 pub async fn find_slot(
     client: &impl GenericClient,

@@ -41,7 +41,7 @@ use crate::error::{Error, Refusal};
 use crate::replication_set::{
     SetTable, insert_truncate_set_name, update_delete_set_name, verify_membership,
 };
-use crate::slot::SlotName;
+use crate::slot::{PLUGIN, SlotName, find_slot, find_slot_sql};
 use crate::statement::Statement;
 
 /// How long pausing and resuming may take.
@@ -82,7 +82,8 @@ pub struct Snapshot {
 }
 
 /// The statements the snapshot runs, per server and in order, for
-/// `--dry-run`: the pause (the only change, undone when a check fails), the
+/// `--dry-run` (a physical standby runs its source's major, so the replica's
+/// version serves for both): the pause (the only change, undone when a check fails), the
 /// reads that prove the invariant, and the record of P in the target.
 pub fn snapshot_sql(replica_version: ServerVersion, plan: &Plan) -> Result<Vec<Statement>, Error> {
     use pgmig_core::ServerRole::{Replica, Source, Target};
@@ -101,7 +102,12 @@ pub fn snapshot_sql(replica_version: ServerVersion, plan: &Plan) -> Result<Vec<S
     for group in &plan.slots {
         let slot = SlotName::new(&group.slot)?;
         out.push(
-            Statement::new(Source, format!("check slot {slot}"), SLOT_SQL).bind(slot.as_str()),
+            Statement::new(
+                Source,
+                format!("check slot {slot}"),
+                find_slot_sql(replica_version),
+            )
+            .bind(slot.as_str()),
         );
         let sets = [
             update_delete_set_name(&slot),
@@ -124,44 +130,9 @@ pub fn snapshot_sql(replica_version: ServerVersion, plan: &Plan) -> Result<Vec<S
         ));
     }
     out.push(
-        Statement::new(
-            Target,
-            "record P",
-            "UPDATE pgmig.migration SET pause_lsn = $1, paused_at = now() WHERE id = 1",
-        )
-        .bind("<P, read above>"),
+        Statement::new(Target, "record P", state::RECORD_PAUSE_LSN_SQL).bind("<P, read above>"),
     );
     Ok(out)
-}
-
-const SLOT_SQL: &str = "SELECT plugin::text, confirmed_flush_lsn, restart_lsn, active, active_pid \
-     FROM pg_replication_slots \
-     WHERE slot_name = $1 AND database = current_database()";
-
-struct SlotRow {
-    plugin: String,
-    active: bool,
-    active_pid: Option<i32>,
-    confirmed_flush_lsn: Option<Lsn>,
-    restart_lsn: Option<Lsn>,
-}
-
-async fn slot_row(source: &impl GenericClient, slot: &str) -> Result<Option<SlotRow>, Error> {
-    let row = source
-        .query_opt(SLOT_SQL, &[&slot])
-        .await
-        .map_err(pgmig_core::Error::query(format!("read slot {slot}")))?;
-    Ok(row.map(|r| SlotRow {
-        plugin: r.get::<_, Option<String>>(0).unwrap_or_default(),
-        active: r.get(3),
-        active_pid: r.get(4),
-        confirmed_flush_lsn: r
-            .get::<_, Option<tokio_postgres::types::PgLsn>>(1)
-            .map(Lsn::from),
-        restart_lsn: r
-            .get::<_, Option<tokio_postgres::types::PgLsn>>(2)
-            .map(Lsn::from),
-    }))
 }
 
 /// Pauses the replica, proves the invariant for every slot of the plan that
@@ -222,7 +193,7 @@ pub async fn take_snapshot(
             }
             .into());
         }
-        let slots = prove(source, replica, rv, &migration.plan, p).await?;
+        let slots = prove(source, replica, sv, rv, &migration.plan, p).await?;
         state::set_pause_lsn(target, p).await?;
         Ok((p, slots))
     }
@@ -298,6 +269,7 @@ pub fn resume_sql(replica_version: ServerVersion) -> Vec<Statement> {
 async fn prove(
     source: &impl GenericClient,
     replica: &impl GenericClient,
+    sv: ServerVersion,
     rv: ServerVersion,
     plan: &Plan,
     p: Lsn,
@@ -307,15 +279,17 @@ async fn prove(
         let name = SlotName::new(&group.slot)?;
         let slot = name.as_str();
         // 3. The slot existed, unconsumed, at P, and nobody consumes it.
-        let row = slot_row(source, slot)
+        let row = find_slot(source, sv, slot)
             .await?
+            .filter(|s| s.in_current_database)
             .ok_or_else(|| Refusal::SlotMissing {
                 slot: slot.to_owned(),
             })?;
-        if row.plugin != "pglogical" {
+        let plugin = row.plugin.clone().unwrap_or_default();
+        if plugin != PLUGIN {
             return Err(Refusal::SlotWrongPlugin {
                 slot: slot.to_owned(),
-                plugin: row.plugin,
+                plugin,
             }
             .into());
         }
