@@ -123,6 +123,23 @@ pub enum Command {
     /// Refuses (exit 1) and resumes the replica when a slot is newer than P.
     #[command(after_help = "Example:\n  pgmig snapshot")]
     Snapshot,
+    /// Steps 8–9: the full load from the paused replica at P into the
+    /// target — parallel COPY, chunks committed exactly once with their
+    /// record in the target, indexes built per table as soon as its data is
+    /// in, then constraints, the rest of post-data, ANALYZE and sequences.
+    ///
+    /// Resumable: run it again after a crash or kill and it continues with
+    /// the chunks not done. Several `pgmig load` processes (on one machine or
+    /// several) share one load. Stops with an error when the replica's replay
+    /// moves away from P.
+    #[command(
+        after_help = "Example:\n  pgmig load --jobs 4\n  pgmig load --chunk-size 256MB --format text\n  pgmig load --restart --yes   # start the data over"
+    )]
+    Load(LoadArgs),
+    /// Step 10: prove the target holds the same data as the replica at P
+    /// (after the load) or the source (at cutover).
+    #[command(after_help = "Example:\n  pgmig verify --mode checksums --jobs 4")]
+    Verify(crate::commands::verify::VerifyArgs),
     /// Step 11: resume WAL replay on the maintenance replica and confirm it.
     #[command(after_help = "Example:\n  pgmig resume-replica")]
     ResumeReplica,
@@ -182,6 +199,34 @@ pub struct SetupArgs {
     /// Drop and recreate a node whose DSN differs (only when no subscription uses it).
     #[arg(long)]
     pub recreate_node: bool,
+}
+
+/// `pgmig load` options.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Parallel workers in this process (default: the number of CPUs, at
+    /// least 2).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Split tables larger than this into chunks of about this size: bytes,
+    /// or with a kB/MB/GB/TB suffix.
+    #[arg(long, value_name = "SIZE", default_value = "1GB")]
+    pub chunk_size: pgmig_fullload::load::ByteSize,
+    /// COPY format: `auto` (binary where the column types are portable
+    /// between the two servers, text otherwise), `text` or `binary`.
+    #[arg(long, value_name = "FORMAT", default_value = "auto")]
+    pub format: pgmig_fullload::load::FormatChoice,
+    /// Start over: empty the loaded tables, drop the indexes the load built
+    /// and forget every chunk (asks first; --yes for automation).
+    #[arg(long)]
+    pub restart: bool,
+    /// `maintenance_work_mem` for the index builds on the target.
+    #[arg(long, value_name = "SIZE", default_value = "512MB")]
+    pub maintenance_work_mem: String,
+    /// How long an index build or constraint waits for a lock held by
+    /// another session on the target before failing, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub lock_timeout: u64,
 }
 
 /// `pgmig schema` options.

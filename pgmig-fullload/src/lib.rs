@@ -4,8 +4,7 @@
 //! paused replica into the target, deferred index and constraint builds, load
 //! state in the target's `pgmig` schema, and data verification (counts,
 //! checksums, time buckets).
-//!
-//! Today it holds the schema transfer ([`schema`]); the load and the
-//! verification arrive with their issues.
 
+pub mod load;
 pub mod schema;
+pub mod verify;

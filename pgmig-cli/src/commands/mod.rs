@@ -3,11 +3,13 @@
 mod check;
 mod common;
 mod demo;
+mod load;
 mod lsn;
 mod plan;
 mod schema;
 mod setup;
 mod snapshot;
+pub mod verify;
 
 use crate::cli::{Cli, Command, LsnCommand};
 use crate::exit::Outcome;
@@ -25,6 +27,8 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Setup(args) => setup::run(global, args).await,
         Command::Schema(args) => schema::run(global, args).await,
         Command::Snapshot => snapshot::snapshot(global).await,
+        Command::Load(args) => load::run(global, args).await,
+        Command::Verify(args) => verify::run(global, args).await,
         Command::ResumeReplica => snapshot::resume(global).await,
         Command::Demo => Ok(demo::run()),
     }
