@@ -64,6 +64,15 @@ pub fn classify(err: &anyhow::Error) -> Outcome {
                 Outcome::RuntimeFailure
             };
         }
+        if let Some(load) = cause.downcast_ref::<pgmig_fullload::load::LoadError>() {
+            use pgmig_fullload::load::LoadError;
+            match load {
+                LoadError::WrongReplica { .. } => return Outcome::Usage,
+                e if e.is_refusal() => return Outcome::CheckFailed,
+                LoadError::Core(core) if core.kind() == ErrorKind::Usage => return Outcome::Usage,
+                _ => return Outcome::RuntimeFailure,
+            }
+        }
         if cause.is::<pgmig_core::plan::PlanError>() {
             return Outcome::Usage;
         }

@@ -65,13 +65,18 @@ pub fn print_dry_run(statements: &[Statement], json: bool) -> anyhow::Result<()>
 /// `--yes` answers for automation; without a terminal and without `--yes`,
 /// refuses (exit 2).
 pub fn confirm(global: &GlobalArgs, summary: &str) -> anyhow::Result<()> {
+    confirm_change(global, summary, "the source")
+}
+
+/// Like [`confirm`], for a change to `server` (e.g. "the target").
+pub fn confirm_change(global: &GlobalArgs, summary: &str, server: &str) -> anyhow::Result<()> {
     if global.yes {
         return Ok(());
     }
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         return Err(UsageError(format!(
-            "{summary}\nrefusing to change the source without confirmation: no terminal to ask on; \
+            "{summary}\nrefusing to change {server} without confirmation: no terminal to ask on; \
              pass --yes (or run with --dry-run to see the SQL)"
         ))
         .into());

@@ -123,7 +123,7 @@ pub async fn resume(global: &GlobalArgs) -> anyhow::Result<Outcome> {
 }
 
 /// Resolves on the first SIGINT or SIGTERM, naming it.
-async fn interrupted() -> anyhow::Result<&'static str> {
+pub(super) async fn interrupted() -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     tokio::select! {

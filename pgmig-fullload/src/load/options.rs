@@ -15,20 +15,22 @@ impl FromStr for ByteSize {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
-        let split = t
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(t.len());
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (digits, unit) = t.split_at(split);
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("{s:?} is not a size: expected a number with an optional kB, MB, GB or TB"))?;
+        let n: u64 = digits.parse().map_err(|_| {
+            format!("{s:?} is not a size: expected a number with an optional kB, MB, GB or TB")
+        })?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "kb" | "k" => 1 << 10,
             "mb" | "m" => 1 << 20,
             "gb" | "g" => 1 << 30,
             "tb" | "t" => 1 << 40,
-            other => return Err(format!("{s:?}: unknown unit {other:?} (use kB, MB, GB or TB)")),
+            other => {
+                return Err(format!(
+                    "{s:?}: unknown unit {other:?} (use kB, MB, GB or TB)"
+                ));
+            }
         };
         let bytes = n
             .checked_mul(mult)
@@ -42,7 +44,12 @@ impl FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("TB", 1 << 40),
+            ("GB", 1 << 30),
+            ("MB", 1 << 20),
+            ("kB", 1 << 10),
+        ];
         for (name, size) in UNITS {
             if self.0 >= size && self.0 % size == 0 {
                 return write!(f, "{}{name}", self.0 / size);
@@ -120,7 +127,10 @@ mod tests {
     #[test]
     fn formats_parse() {
         assert_eq!("AUTO".parse::<FormatChoice>().unwrap(), FormatChoice::Auto);
-        assert_eq!("binary".parse::<FormatChoice>().unwrap(), FormatChoice::Binary);
+        assert_eq!(
+            "binary".parse::<FormatChoice>().unwrap(),
+            FormatChoice::Binary
+        );
         assert!("csv".parse::<FormatChoice>().is_err());
     }
 }

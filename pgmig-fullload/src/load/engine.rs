@@ -1,0 +1,389 @@
+//! The workers: claim a task, do it, mark it done, in one target
+//! transaction; stream chunks from the replica into the target.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt, pin_mut};
+use pgmig_core::admin::{ReplayPauseState, last_replay_lsn, replay_pause_state};
+use pgmig_core::catalog::list_sequences;
+use pgmig_core::config::ConnConfig;
+use pgmig_core::{Lsn, ServerRole, ServerVersion};
+use tokio_postgres::{Client, Transaction};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::error::LoadError;
+use super::format::{REPLICA_SESSION, TARGET_SESSION};
+use super::plan::copy_sql;
+use super::progress::{LoadEvent, ProgressFn, Tracker};
+use super::state::{DONE_SQL, Task, TaskKind, claim, remaining};
+
+/// How often a chunk in flight reports its bytes.
+const PROGRESS_EVERY: u64 = 64 << 20;
+/// How long a loader with nothing ready waits before looking again.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// What the workers share.
+pub(crate) struct Ctx {
+    pub replica: ConnConfig,
+    pub target: ConnConfig,
+    pub replica_version: ServerVersion,
+    pub p: Lsn,
+    pub maintenance_work_mem: String,
+    pub lock_timeout: Duration,
+    pub worker_name: String,
+    pub progress: Option<ProgressFn>,
+    pub tracker: Mutex<Tracker>,
+    pub cancel: CancellationToken,
+    /// Set when a worker failed: the others finish their task and stop.
+    pub stop: AtomicBool,
+    /// When this process committed its last chunk.
+    pub last_chunk_at: Mutex<Option<Instant>>,
+}
+
+impl Ctx {
+    fn emit(&self, event: impl FnOnce(&mut Tracker) -> LoadEvent) {
+        if let Some(progress) = &self.progress {
+            let event = {
+                let mut tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
+                event(&mut tracker)
+            };
+            progress(&event);
+        }
+    }
+
+    fn track<T>(&self, f: impl FnOnce(&mut Tracker) -> T) -> T {
+        let mut tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut tracker)
+    }
+}
+
+/// Fails unless the replica is paused with its replay at exactly P.
+pub(crate) async fn check_frozen(
+    replica: &Client,
+    version: ServerVersion,
+    p: Lsn,
+) -> Result<(), LoadError> {
+    let state = replay_pause_state(replica, version).await?;
+    let lsn = last_replay_lsn(replica, version).await?;
+    if state == ReplayPauseState::Paused && lsn == p {
+        return Ok(());
+    }
+    let what = match state {
+        ReplayPauseState::Paused => "paused",
+        ReplayPauseState::PauseRequested => "pause requested, replay still running",
+        ReplayPauseState::NotPaused => "replay resumed",
+    };
+    Err(LoadError::ReplicaMoved {
+        p,
+        state: format!("{what}, replayed up to {lsn}"),
+    })
+}
+
+/// One worker: its own replica and target connections, tasks until none is
+/// left.
+pub(crate) async fn worker(ctx: Arc<Ctx>, n: usize) -> Result<(), LoadError> {
+    let result = worker_loop(&ctx, n).await;
+    if result.is_err() {
+        ctx.stop.store(true, Ordering::SeqCst);
+    }
+    result
+}
+
+async fn worker_loop(ctx: &Ctx, n: usize) -> Result<(), LoadError> {
+    let replica = ctx.replica.connect().await?;
+    replica
+        .batch_execute(REPLICA_SESSION)
+        .await
+        .map_err(LoadError::step(
+            "set the replica session",
+            ServerRole::Replica,
+        ))?;
+    let mut target = ctx.target.connect().await?;
+    // A crash can lose the last commits, but each one whole: a chunk's data
+    // and its record are lost together and copied again.
+    target
+        .batch_execute(&format!("{TARGET_SESSION}; SET synchronous_commit = off"))
+        .await
+        .map_err(LoadError::step(
+            "set the target session",
+            ServerRole::Target,
+        ))?;
+    let worker = format!("{}/{n}", ctx.worker_name);
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Err(LoadError::Cancelled);
+        }
+        if ctx.stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let tx = target
+            .transaction()
+            .await
+            .map_err(LoadError::step("begin", ServerRole::Target))?;
+        let Some(task) = claim(&tx).await? else {
+            tx.rollback()
+                .await
+                .map_err(LoadError::step("rollback", ServerRole::Target))?;
+            let left = remaining(&target).await?;
+            if left == 0 {
+                return Ok(());
+            }
+            ctx.emit(|_| LoadEvent::Waiting { remaining: left });
+            tokio::select! {
+                biased;
+                _ = ctx.cancel.cancelled() => return Err(LoadError::Cancelled),
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            continue;
+        };
+        debug!(task = task.id, kind = task.kind.name(), worker = %worker, "claimed");
+        let run = run_task(ctx, &replica, tx, &task, &worker);
+        tokio::select! {
+            biased;
+            _ = ctx.cancel.cancelled() => return Err(LoadError::Cancelled),
+            r = run => r?,
+        }
+    }
+}
+
+async fn run_task(
+    ctx: &Ctx,
+    replica: &Client,
+    tx: Transaction<'_>,
+    task: &Task,
+    worker: &str,
+) -> Result<(), LoadError> {
+    let started = Instant::now();
+    let table = task.table.clone();
+    let quoted = table.as_ref().map(|t| t.quoted()).unwrap_or_default();
+    let (rows, bytes): (i64, i64) = match &task.kind {
+        TaskKind::Copy {
+            split,
+            chunk,
+            chunks,
+            format,
+            columns,
+        } => {
+            let t = table.clone().unwrap_or_else(unnamed);
+            let whole = *chunks == 1;
+            let what = format!("copy chunk {} of {} of {t}", chunk + 1, chunks);
+            check_frozen(replica, ctx.replica_version, ctx.p).await?;
+            ctx.emit(|_| LoadEvent::ChunkStarted {
+                table: t.clone(),
+                chunk: *chunk,
+                chunks: *chunks,
+                format: *format,
+            });
+            if whole {
+                tx.batch_execute(&format!("TRUNCATE ONLY {quoted}"))
+                    .await
+                    .map_err(LoadError::step(
+                        format!("{what}: truncate"),
+                        ServerRole::Target,
+                    ))?;
+            }
+            let (out_sql, in_sql) = copy_sql(&quoted, columns, split, *format, whole);
+            let sink = tx
+                .copy_in::<_, Bytes>(&in_sql)
+                .await
+                .map_err(LoadError::step(what.clone(), ServerRole::Target))?;
+            let stream = replica
+                .copy_out(&out_sql)
+                .await
+                .map_err(LoadError::step(what.clone(), ServerRole::Replica))?;
+            pin_mut!(sink);
+            pin_mut!(stream);
+            let mut streamed: u64 = 0;
+            let mut reported: u64 = 0;
+            while let Some(piece) = stream.next().await {
+                let piece = piece.map_err(LoadError::step(what.clone(), ServerRole::Replica))?;
+                streamed += piece.len() as u64;
+                sink.feed(piece)
+                    .await
+                    .map_err(LoadError::step(what.clone(), ServerRole::Target))?;
+                if streamed - reported >= PROGRESS_EVERY {
+                    let delta = streamed - reported;
+                    reported = streamed;
+                    ctx.track(|tr| tr.streamed(delta));
+                    ctx.emit(|tr| LoadEvent::ChunkProgress {
+                        table: t.clone(),
+                        chunk: *chunk,
+                        bytes: streamed,
+                        totals: tr.totals(),
+                    });
+                }
+            }
+            let rows = sink
+                .as_mut()
+                .finish()
+                .await
+                .map_err(LoadError::step(what.clone(), ServerRole::Target))?;
+            ctx.track(|tr| tr.streamed(streamed - reported));
+            // Replay is monotonic: at P before the read and at P after it
+            // means the read saw exactly P.
+            check_frozen(replica, ctx.replica_version, ctx.p).await?;
+            (rows as i64, streamed as i64)
+        }
+        TaskKind::Index { sql, .. } => {
+            set_local(&tx, ctx, true).await?;
+            tx.batch_execute(sql).await.map_err(LoadError::step(
+                format!("{} on {quoted}", first_line(sql)),
+                ServerRole::Target,
+            ))?;
+            (0, 0)
+        }
+        TaskKind::FinishTable { sql, .. } => {
+            set_local(&tx, ctx, false).await?;
+            if !sql.is_empty() {
+                tx.batch_execute(sql).await.map_err(LoadError::step(
+                    format!("attach the constraints of {quoted}"),
+                    ServerRole::Target,
+                ))?;
+            }
+            tx.batch_execute(&format!("ANALYZE {quoted}"))
+                .await
+                .map_err(LoadError::step(
+                    format!("ANALYZE {quoted}"),
+                    ServerRole::Target,
+                ))?;
+            (0, 0)
+        }
+        TaskKind::PostData { sql } => {
+            set_local(&tx, ctx, false).await?;
+            if !sql.trim().is_empty() {
+                tx.batch_execute(sql).await.map_err(LoadError::step(
+                    "the rest of post-data (foreign keys, triggers, …)",
+                    ServerRole::Target,
+                ))?;
+            }
+            (0, 0)
+        }
+        TaskKind::Sequences => {
+            let n = set_sequences(replica, &tx).await?;
+            (n, 0)
+        }
+    };
+    tx.execute(DONE_SQL, &[&task.id, &rows, &bytes, &worker])
+        .await
+        .map_err(LoadError::step(
+            "record the task as done",
+            ServerRole::Target,
+        ))?;
+    tx.commit()
+        .await
+        .map_err(LoadError::step("commit", ServerRole::Target))?;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match &task.kind {
+        TaskKind::Copy { chunk, .. } => {
+            let t = table.clone().unwrap_or_else(unnamed);
+            *ctx.last_chunk_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            info!(table = %t, chunk, rows, bytes, elapsed_ms, "chunk committed");
+            let progress = ctx.track(|tr| tr.chunk_done(&t, rows as u64, bytes as u64));
+            ctx.emit(|tr| LoadEvent::ChunkDone {
+                table: t.clone(),
+                chunk: *chunk,
+                rows: rows as u64,
+                bytes: bytes as u64,
+                elapsed_ms,
+                table_progress: progress,
+                totals: tr.totals(),
+            });
+        }
+        TaskKind::Index { sql, .. } | TaskKind::FinishTable { sql, .. } => {
+            ctx.track(|tr| tr.task_done());
+            let step = task.kind.name();
+            info!(table = %quoted, step, elapsed_ms, "table step done");
+            ctx.emit(|tr| LoadEvent::TableStep {
+                table: table.clone().unwrap_or_else(unnamed),
+                step: if step == "index" {
+                    "index"
+                } else {
+                    "finish_table"
+                },
+                what: if sql.is_empty() {
+                    format!("ANALYZE {quoted}")
+                } else {
+                    first_line(sql).to_string()
+                },
+                elapsed_ms,
+                totals: tr.totals(),
+            });
+        }
+        TaskKind::PostData { .. } | TaskKind::Sequences => {
+            ctx.track(|tr| tr.task_done());
+            let step = if matches!(task.kind, TaskKind::Sequences) {
+                "sequences"
+            } else {
+                "post_data"
+            };
+            info!(step, elapsed_ms, "final step done");
+            ctx.emit(|_| LoadEvent::FinalStep { step, elapsed_ms });
+        }
+    }
+    Ok(())
+}
+
+fn unnamed() -> pgmig_core::QualifiedTable {
+    pgmig_core::QualifiedTable::new("", "")
+}
+
+fn first_line(sql: &str) -> &str {
+    sql.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+}
+
+/// `SET LOCAL` the lock timeout (and the index build memory).
+async fn set_local(tx: &Transaction<'_>, ctx: &Ctx, index: bool) -> Result<(), LoadError> {
+    let mut sql = format!(
+        "SET LOCAL lock_timeout = '{}ms'",
+        ctx.lock_timeout.as_millis()
+    );
+    if index {
+        sql.push_str(&format!(
+            "; SET LOCAL maintenance_work_mem = {}",
+            pgmig_core::ident::quote_literal(&ctx.maintenance_work_mem)
+        ));
+    }
+    tx.batch_execute(&sql).await.map_err(LoadError::step(
+        "set the lock timeout and maintenance_work_mem",
+        ServerRole::Target,
+    ))
+}
+
+/// Sets every sequence of the replica that exists on the target to the
+/// replica's value; returns how many.
+async fn set_sequences(replica: &Client, tx: &Transaction<'_>) -> Result<i64, LoadError> {
+    let sequences = list_sequences(replica).await?;
+    let mut n = 0;
+    for s in sequences {
+        let name = s.sequence.quoted();
+        let row = tx
+            .query_opt(
+                "SELECT setval(c.oid::regclass, $3, $4) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'S'",
+                &[
+                    &s.sequence.schema,
+                    &s.sequence.name,
+                    &s.last_value,
+                    &s.is_called,
+                ],
+            )
+            .await
+            .map_err(LoadError::step(
+                format!("set sequence {name}"),
+                ServerRole::Target,
+            ))?;
+        if row.is_some() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
