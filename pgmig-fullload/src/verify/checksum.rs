@@ -83,7 +83,7 @@ pub(crate) async fn digest(
     while let Some(row) = stream.next().await {
         let row = row.map_err(VerifyError::query(side, what()))?;
         digest.add(&row);
-        if digest.rows % CANCEL_CHECK_ROWS == 0 && cancel.is_cancelled() {
+        if digest.rows.is_multiple_of(CANCEL_CHECK_ROWS) && cancel.is_cancelled() {
             return Err(VerifyError::Cancelled);
         }
     }
@@ -145,7 +145,7 @@ async fn keyed_rows(
             .and_modify(|h| *h = h.wrapping_add(hash))
             .or_insert(hash);
         n += 1;
-        if n % CANCEL_CHECK_ROWS == 0 && cancel.is_cancelled() {
+        if n.is_multiple_of(CANCEL_CHECK_ROWS) && cancel.is_cancelled() {
             return Err(VerifyError::Cancelled);
         }
     }
@@ -249,7 +249,7 @@ async fn row_multiset(
         let row = row.map_err(VerifyError::query(side, what()))?;
         *out.entry(row_hash(&row)).or_default() += 1;
         n += 1;
-        if n % CANCEL_CHECK_ROWS == 0 && cancel.is_cancelled() {
+        if n.is_multiple_of(CANCEL_CHECK_ROWS) && cancel.is_cancelled() {
             return Err(VerifyError::Cancelled);
         }
     }
