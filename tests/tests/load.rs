@@ -179,3 +179,143 @@ async fn replay_resumed_mid_load_stops_the_load() {
         "0"
     );
 }
+
+/// A bigger table split into many chunks, for interruption tests.
+const MANY_CHUNKS: &str = r#"
+CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric);
+INSERT INTO big SELECT g, md5(g::text) || repeat('x', g % 200), g / 3.0 FROM generate_series(1, 200000) g;
+CREATE INDEX big_v_idx ON big (v);
+CREATE TABLE heap_only (ts timestamptz, msg text);
+INSERT INTO heap_only SELECT timestamptz '2021-01-01' + g * interval '1 s', md5(g::text) FROM generate_series(1, 100000) g;
+"#;
+
+async fn done_tasks(lab: &LoadLab) -> i64 {
+    lab.target_one("SELECT count(*)::text FROM pgmig.load_task WHERE done_at IS NOT NULL")
+        .await
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_load_resumes_without_loss_or_duplicates() {
+    skip_unless_available!(15);
+    let lab = LoadLab::start(15, 15, MANY_CHUNKS).await;
+    let opts = LoadOptions {
+        jobs: 2,
+        chunk_bytes: ByteSize(512 << 10),
+        ..LoadOptions::default()
+    };
+    // Drop the load (its connections close, as when the process is killed)
+    // once a few chunks are committed.
+    let run = lab.load(&opts);
+    tokio::pin!(run);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            r = &mut run => panic!("the load finished before it could be interrupted: {r:?}"),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+        }
+        let table_exists = lab
+            .target_one("SELECT (to_regclass('pgmig.load_task') IS NOT NULL)::text")
+            .await;
+        if table_exists == "true" && done_tasks(&lab).await >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no chunk committed");
+    }
+    drop(run);
+    let total: i64 = lab
+        .target_one("SELECT count(*)::text FROM pgmig.load_task")
+        .await
+        .parse()
+        .unwrap();
+    let done_before = done_tasks(&lab).await;
+    assert!(done_before < total, "interrupted before the end");
+    // The rows on the target are exactly those of the done chunks (read in
+    // one snapshot: a transaction in flight when the load was dropped may
+    // still commit, data and record together).
+    let (recorded, present) = {
+        let client = lab.target.connect(&lab.target_db).await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT (SELECT coalesce(sum(rows), 0) FROM pgmig.load_task \
+                         WHERE kind = 'copy' AND done_at IS NOT NULL)::int8, \
+                        ((SELECT count(*) FROM big) + (SELECT count(*) FROM heap_only))::int8",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, i64>(1))
+    };
+    assert_eq!(present, recorded);
+
+    let report = lab.load(&opts).await.expect("resumed load");
+    assert!(report.is_complete(), "{report:#?}");
+    assert_eq!(done_tasks(&lab).await, total);
+    assert_eq!(lab.assert_equal("public.big").await, 200_000);
+    assert_eq!(lab.assert_equal("public.heap_only").await, 100_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_loaders_share_one_load() {
+    skip_unless_available!(15);
+    let lab = LoadLab::start(15, 15, MANY_CHUNKS).await;
+    let opts = LoadOptions {
+        jobs: 2,
+        chunk_bytes: ByteSize(1 << 20),
+        ..LoadOptions::default()
+    };
+    let (a, b) = tokio::join!(lab.load(&opts), lab.load(&opts));
+    let (a, b) = (a.expect("first loader"), b.expect("second loader"));
+    assert!(a.is_complete() && b.is_complete());
+    assert_eq!(a.rows, 300_000);
+    assert_eq!(b.rows, 300_000);
+    // Both workers' sets claimed tasks, each exactly once.
+    assert_eq!(
+        lab.target_one("SELECT count(*)::text FROM pgmig.load_task WHERE done_at IS NULL")
+            .await,
+        "0"
+    );
+    assert_eq!(lab.assert_equal("public.big").await, 200_000);
+    assert_eq!(lab.assert_equal("public.heap_only").await, 100_000);
+    assert_eq!(
+        lab.target_one("SELECT count(*)::text FROM pg_indexes WHERE tablename = 'big'")
+            .await,
+        "2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_empties_and_loads_again_and_refuses_after_post_data() {
+    skip_unless_available!(15);
+    let lab = LoadLab::start(15, 15, MANY_CHUNKS).await;
+    // A target table that already holds rows is refused.
+    lab.target
+        .execute(
+            &lab.target_db,
+            "INSERT INTO heap_only VALUES (now(), 'stray')",
+        )
+        .await
+        .unwrap();
+    let err = lab.load(&LoadOptions::default()).await.unwrap_err();
+    assert!(
+        matches!(&err, LoadError::TargetNotEmpty { table } if table.to_string() == "public.heap_only"),
+        "{err:?}"
+    );
+    lab.target
+        .execute(&lab.target_db, "TRUNCATE heap_only")
+        .await
+        .unwrap();
+    let report = lab.load(&LoadOptions::default()).await.expect("load");
+    assert!(report.is_complete());
+    // The load is complete, post-data included: --restart is refused.
+    let err = lab
+        .load(&LoadOptions {
+            restart: true,
+            ..LoadOptions::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LoadError::RestartAfterPostData), "{err:?}");
+    assert_eq!(lab.assert_equal("public.big").await, 200_000);
+}
