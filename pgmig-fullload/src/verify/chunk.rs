@@ -56,7 +56,7 @@ impl fmt::Display for KeyRange {
             return f.write_str("whole table");
         };
         match (self.lo, self.hi) {
-            (None, None) => write!(f, "all {column}"),
+            (None, None) => f.write_str("whole table"),
             (Some(lo), None) => write!(f, "{column} >= {lo}"),
             (None, Some(hi)) => write!(f, "{column} < {hi}"),
             (Some(lo), Some(hi)) => write!(f, "{lo} <= {column} < {hi}"),
