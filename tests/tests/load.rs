@@ -207,12 +207,11 @@ async fn interrupted_load_resumes_without_loss_or_duplicates() {
     };
     // Drop the load (its connections close, as when the process is killed)
     // once a few chunks are committed.
-    let run = lab.load(&opts);
-    tokio::pin!(run);
+    let mut run = Box::pin(lab.load(&opts));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         tokio::select! {
-            r = &mut run => panic!("the load finished before it could be interrupted: {r:?}"),
+            r = run.as_mut() => panic!("the load finished before it could be interrupted: {r:?}"),
             _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
         }
         let table_exists = lab

@@ -93,10 +93,10 @@ pub fn integer_key(table: &TableInfo) -> Option<&str> {
                 && matches!(c.type_name.as_str(), "smallint" | "integer" | "bigint")
         })
     };
-    if let [pk] = table.primary_key.as_slice() {
-        if is_int(pk) {
-            return Some(pk);
-        }
+    if let [pk] = table.primary_key.as_slice()
+        && is_int(pk)
+    {
+        return Some(pk);
     }
     table
         .unique_indexes
@@ -117,10 +117,10 @@ pub fn key_ranges(min: i64, max: i64, n: u64) -> Vec<(Option<i64>, Option<i64>)>
     for i in 0..n {
         let lo = (i > 0).then(|| (min as i128 + i * width) as i64);
         let hi = (i < n - 1).then(|| (min as i128 + (i + 1) * width) as i64);
-        if let (Some(lo), Some(hi)) = (lo, hi) {
-            if lo >= hi {
-                continue;
-            }
+        if let (Some(lo), Some(hi)) = (lo, hi)
+            && lo >= hi
+        {
+            continue;
         }
         out.push((lo, hi));
     }

@@ -114,6 +114,7 @@ async fn worker_loop(ctx: &Ctx, n: usize) -> Result<(), LoadError> {
             ServerRole::Target,
         ))?;
     let worker = format!("{}/{n}", ctx.worker_name);
+    let mut last_waiting = None;
     loop {
         if ctx.cancel.is_cancelled() {
             return Err(LoadError::Cancelled);
@@ -133,7 +134,10 @@ async fn worker_loop(ctx: &Ctx, n: usize) -> Result<(), LoadError> {
             if left == 0 {
                 return Ok(());
             }
-            ctx.emit(|_| LoadEvent::Waiting { remaining: left });
+            if last_waiting != Some(left) {
+                last_waiting = Some(left);
+                ctx.emit(|_| LoadEvent::Waiting { remaining: left });
+            }
             tokio::select! {
                 biased;
                 _ = ctx.cancel.cancelled() => return Err(LoadError::Cancelled),

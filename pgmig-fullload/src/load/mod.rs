@@ -337,8 +337,10 @@ async fn run(
         if planned_at(&tx).await?.is_none() {
             let mut seen = std::collections::HashSet::new();
             for task in &plan.tasks {
-                if let (Some(t), TaskKind::Copy { .. }) = (&task.table, &task.kind) {
-                    if seen.insert(t.clone()) {
+                if let (Some(t), TaskKind::Copy { .. }) = (&task.table, &task.kind)
+                    && seen.insert(t.clone())
+                {
+                    {
                         let q = t.quoted();
                         let row = tx
                             .query_one(&format!("SELECT EXISTS (SELECT 1 FROM ONLY {q})"), &[])
