@@ -106,14 +106,27 @@ async fn dry_run_then_killed_load_resumes_to_equal() {
     assert_ok(&dry, "load --dry-run");
     let printed = String::from_utf8_lossy(&dry.stdout);
     assert!(
-        printed.contains(r#"COPY (SELECT "id", "note", "amount" FROM ONLY "Shop"."Orders" WHERE "id" < "#),
+        printed.contains(
+            r#"COPY (SELECT "id", "note", "amount" FROM ONLY "Shop"."Orders" WHERE "id" < "#
+        ),
         "{printed}"
     );
-    assert!(printed.contains(r#"COPY "Shop"."Orders" ("id", "note", "amount") FROM STDIN (FORMAT binary)"#));
-    assert!(printed.contains("CREATE INDEX orders_note_idx ON \"Shop\".\"Orders\""), "{printed}");
-    assert!(printed.contains("ADD CONSTRAINT \"Orders_pkey\" PRIMARY KEY USING INDEX"), "{printed}");
+    assert!(
+        printed.contains(
+            r#"COPY "Shop"."Orders" ("id", "note", "amount") FROM STDIN (FORMAT binary)"#
+        )
+    );
+    assert!(
+        printed.contains("CREATE INDEX orders_note_idx ON \"Shop\".\"Orders\""),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("ADD CONSTRAINT \"Orders_pkey\" PRIMARY KEY USING INDEX"),
+        "{printed}"
+    );
     assert_eq!(
-        lab.target_sql("SELECT (to_regclass('pgmig.load_task') IS NULL)::text").await,
+        lab.target_sql("SELECT (to_regclass('pgmig.load_task') IS NULL)::text")
+            .await,
         "true",
         "dry run created no state"
     );
@@ -139,7 +152,10 @@ async fn dry_run_then_killed_load_resumes_to_equal() {
         if done.parse::<i64>().unwrap() >= 2 {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the load ended before it was killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the load ended before it was killed"
+        );
         assert!(Instant::now() < deadline, "no chunk committed in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

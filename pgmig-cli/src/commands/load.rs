@@ -130,27 +130,47 @@ fn reporter(json: bool) -> (Option<ProgressFn>, Option<ProgressBar>) {
     let b = bar.clone();
     let f: ProgressFn = Arc::new(move |event: &LoadEvent| match event {
         LoadEvent::Planned {
-            table_bytes, done, tasks, ..
+            table_bytes,
+            done,
+            tasks,
+            ..
         } => {
             b.set_length((*table_bytes).max(0) as u64);
             b.set_message(format!("{done}/{tasks} tasks done"));
         }
         LoadEvent::ChunkStarted {
-            table, chunk, chunks, ..
+            table,
+            chunk,
+            chunks,
+            ..
         } => b.set_message(format!("copying {table} {}/{chunks}", chunk + 1)),
-        LoadEvent::ChunkDone { totals, table, chunk, rows, .. } => {
+        LoadEvent::ChunkDone {
+            totals,
+            table,
+            chunk,
+            rows,
+            ..
+        } => {
             b.set_position(totals.table_bytes_done.max(0) as u64);
             b.println(format!("  {table} chunk {}: {rows} rows", chunk + 1));
         }
-        LoadEvent::TableStep { table, what, elapsed_ms, .. } => {
-            b.println(format!("  {table}: {what} ({:.1} s)", *elapsed_ms as f64 / 1000.0));
+        LoadEvent::TableStep {
+            table,
+            what,
+            elapsed_ms,
+            ..
+        } => {
+            b.println(format!(
+                "  {table}: {what} ({:.1} s)",
+                *elapsed_ms as f64 / 1000.0
+            ));
         }
         LoadEvent::FinalStep { step, elapsed_ms } => {
             b.println(format!("  {step} ({:.1} s)", *elapsed_ms as f64 / 1000.0));
         }
-        LoadEvent::Waiting { remaining } => {
-            b.set_message(format!("waiting: {remaining} task(s) held by other loaders or not ready"))
-        }
+        LoadEvent::Waiting { remaining } => b.set_message(format!(
+            "waiting: {remaining} task(s) held by other loaders or not ready"
+        )),
         _ => {}
     });
     (Some(f), Some(bar))
@@ -216,11 +236,23 @@ fn print_preview(preview: &LoadPreview, restart: bool) {
          (FOR UPDATE SKIP LOCKED) and marks it done"
     );
     for t in &preview.tasks {
-        let table = t.task.table.as_ref().map(|q| q.to_string()).unwrap_or_default();
+        let table = t
+            .task
+            .table
+            .as_ref()
+            .map(|q| q.to_string())
+            .unwrap_or_default();
         let what = match &t.task.kind {
             TaskKind::Copy {
-                chunk, chunks, format, ..
-            } => format!("copy {table} chunk {}/{chunks} ({})", chunk + 1, format.sql()),
+                chunk,
+                chunks,
+                format,
+                ..
+            } => format!(
+                "copy {table} chunk {}/{chunks} ({})",
+                chunk + 1,
+                format.sql()
+            ),
             TaskKind::Index { .. } => format!("index on {table}"),
             TaskKind::FinishTable { .. } => format!("constraints and statistics of {table}"),
             TaskKind::PostData { .. } => "the rest of post-data".into(),
@@ -232,7 +264,10 @@ fn print_preview(preview: &LoadPreview, restart: bool) {
             if t.done { " (done)" } else { "" }
         );
         for (role, sql) in &t.statements {
-            println!("-- on the {role}:\n{};", sql.trim_end().trim_end_matches(';'));
+            println!(
+                "-- on the {role}:\n{};",
+                sql.trim_end().trim_end_matches(';')
+            );
         }
     }
 }
