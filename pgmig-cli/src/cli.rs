@@ -140,6 +140,17 @@ pub enum Command {
     /// (after the load) or the source (at cutover).
     #[command(after_help = "Example:\n  pgmig verify --mode checksums --jobs 4")]
     Verify(crate::commands::verify::VerifyArgs),
+    /// Phase II with AWS DMS: generate the inputs of one CDC task per slot,
+    /// starting at P.
+    #[command(subcommand)]
+    Dms(crate::commands::dms::DmsCommand),
+    /// Phase II natively: apply each slot's changes after P to the target,
+    /// exactly once.
+    #[command(after_help = "Example:\n  pgmig cdc --until-caught-up\n  pgmig cdc            # follow until interrupted")]
+    Cdc(crate::commands::cdc::CdcArgs),
+    /// Cutover: wait for zero lag, set the sequences, verify, print GO or NO-GO.
+    #[command(after_help = "Example:\n  pgmig cutover")]
+    Cutover(crate::commands::cdc::CutoverArgs),
     /// Step 11: resume WAL replay on the maintenance replica and confirm it.
     #[command(after_help = "Example:\n  pgmig resume-replica")]
     ResumeReplica,

@@ -1,8 +1,10 @@
 //! One module per command; each returns how it ended.
 
+pub mod cdc;
 mod check;
 mod common;
 mod demo;
+pub mod dms;
 mod load;
 mod lsn;
 mod plan;
@@ -29,6 +31,9 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Snapshot => snapshot::snapshot(global).await,
         Command::Load(args) => load::run(global, args).await,
         Command::Verify(args) => verify::run(global, args).await,
+        Command::Dms(cmd) => dms::run(global, cmd).await,
+        Command::Cdc(args) => cdc::run(global, args).await,
+        Command::Cutover(args) => cdc::cutover(global, args).await,
         Command::ResumeReplica => snapshot::resume(global).await,
         Command::Demo => Ok(demo::run()),
     }
