@@ -268,6 +268,42 @@ async fn each_kind_of_difference_is_detected_and_named() {
         "chunk id < 101 differs (replica 100 rows, target 99); 1 row(s) missing on the target: 7"
     );
 
+    // Chunks larger than the drill-down limit are narrowed by key first and
+    // name the same keys; without an integer key they say why they cannot.
+    let before: Vec<Vec<Difference>> = ["t_byte", "t_extra", "t_missing"]
+        .iter()
+        .map(|n| table(&report, n).differences.clone())
+        .collect();
+    let narrowed = verify(
+        &left,
+        &right,
+        &VerifyOptions {
+            chunk_rows: 100,
+            drill_down_rows: 7,
+            jobs: 1,
+            ..opts(Mode::Checksums)
+        },
+    )
+    .await
+    .unwrap();
+    let after: Vec<Vec<Difference>> = ["t_byte", "t_extra", "t_missing"]
+        .iter()
+        .map(|n| table(&narrowed, n).differences.clone())
+        .collect();
+    assert_eq!(after, before);
+    assert_eq!(
+        table(&narrowed, "t_composite").differences,
+        vec![Difference::Chunk {
+            range: KeyRange::whole(),
+            rows_left: 100,
+            rows_right: 100,
+            missing: keys(0, &[]),
+            extra: keys(0, &[]),
+            changed: keys(0, &[]),
+            note: Some("not drilled down: more than 7 rows and no integer key to narrow by".into()),
+        }]
+    );
+
     // counts: only the tables whose row count differs.
     let report = verify(&left, &right, &opts(Mode::Counts)).await.unwrap();
     let failed: Vec<String> = report.failed().map(|t| t.table.to_string()).collect();
@@ -560,4 +596,139 @@ async fn equal_data_from_a_pg10_replica_and_a_pg16_target_compares_equal() {
         err.to_string().contains(&format!("not frozen at P = {p}")),
         "{err}"
     );
+}
+
+/// Runs `psql -c <sql>` against `conninfo`, its output into /dev/null.
+async fn psql_to_null(conninfo: &str, sql: &str) {
+    let psql = pgmig_testkit::client_bin_dir().join("psql");
+    let status = tokio::process::Command::new(psql)
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            conninfo,
+            "-c",
+            sql,
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .expect("run psql");
+    assert!(status.success(), "psql {sql}");
+}
+
+/// Reads every bench table with `COPY … TO STDOUT` into /dev/null, one
+/// after the other; the wall time.
+async fn copy_to_null(conninfo: &str) -> Duration {
+    let start = std::time::Instant::now();
+    for t in ["bench.events", "bench.users", "bench.audit_log"] {
+        psql_to_null(conninfo, &format!("COPY {t} TO STDOUT")).await;
+    }
+    start.elapsed()
+}
+
+/// The cost figure of the issue: `checksums` over the shared bench dataset
+/// (scale `PGMIG_BENCH_SCALE`, default 4) from a paused PG15 replica against
+/// a PG16 target, against reading the same tables with `COPY … TO STDOUT`
+/// into /dev/null. Slow (it builds the dataset twice) and only meaningful
+/// in release:
+/// `cargo test --release -p pgmig-tests --test verify -- --ignored --nocapture checksum_cost`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: builds the bench dataset; run in release with --ignored --nocapture"]
+async fn checksum_cost_against_copy_to_dev_null() {
+    skip_unless_available!(15, 16);
+    let scale = std::env::var("PGMIG_BENCH_SCALE").unwrap_or_else(|_| "4".into());
+    let dataset = std::env::var("PGMIG_BENCH_DATASET").unwrap_or_else(|_| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/bench/dataset.sql")
+            .to_string_lossy()
+            .into_owned()
+    });
+    let (primary, target) = tokio::join!(Cluster::primary(15), Cluster::primary(16));
+    let (primary, target) = (primary.unwrap(), target.unwrap());
+    let replica = primary.create_replica().await.unwrap();
+    let db = primary.create_database("bench").await.unwrap();
+    let tdb = target.create_database("bench").await.unwrap();
+    let psql = pgmig_testkit::client_bin_dir().join("psql");
+    let build = |conninfo: String| {
+        let (psql, dataset, scale) = (psql.clone(), dataset.clone(), scale.clone());
+        async move {
+            let status = tokio::process::Command::new(psql)
+                .args([
+                    "-X",
+                    "-q",
+                    "-v",
+                    &format!("scale={scale}"),
+                    "-f",
+                    &dataset,
+                    "-d",
+                    &conninfo,
+                ])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .await
+                .expect("run psql");
+            assert!(status.success(), "dataset.sql");
+        }
+    };
+    let t0 = std::time::Instant::now();
+    tokio::join!(build(primary.conninfo(&db)), build(target.conninfo(&tdb)));
+    eprintln!(
+        "dataset scale {scale} built on both sides in {:.1?}",
+        t0.elapsed()
+    );
+    let pc = primary.connect(&db).await.unwrap();
+    let pv = ServerVersion::query(&pc).await.unwrap();
+    let head = admin::current_wal_lsn(&pc, pv).await.unwrap();
+    replica
+        .wait_for_replay(head.0, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let rc = replica.connect(&db).await.unwrap();
+    let rv = ServerVersion::query(&rc).await.unwrap();
+    let p = admin::pause_replay(&rc, rv, WAIT, Duration::from_millis(300))
+        .await
+        .unwrap();
+    let (left, right) = (conn(&replica, &db), conn(&target, &tdb));
+    let (rinfo, tinfo) = (replica.conninfo(&db), target.conninfo(&tdb));
+    // Warm both caches the same way for every measurement.
+    copy_to_null(&rinfo).await;
+    copy_to_null(&tinfo).await;
+
+    let mut figures = Vec::new();
+    for round in 0..2 {
+        let one = copy_to_null(&rinfo).await;
+        let (both_l, both_r) = tokio::join!(copy_to_null(&rinfo), copy_to_null(&tinfo));
+        let both = both_l.max(both_r);
+        for jobs in [1, 2, 4] {
+            let start = std::time::Instant::now();
+            let report = verify(
+                &left,
+                &right,
+                &VerifyOptions {
+                    jobs,
+                    left_paused_at: Some(p),
+                    ..opts(Mode::Checksums)
+                },
+            )
+            .await
+            .unwrap();
+            let took = start.elapsed();
+            assert!(report.passed, "{report:#?}");
+            assert_eq!(report.tables.len(), 3);
+            eprintln!(
+                "round {round}: COPY to /dev/null replica {one:.2?}, both sides at once {both:.2?}; \
+                 checksums --jobs {jobs} {took:.2?} = {:.2}x one side, {:.2}x both sides",
+                took.as_secs_f64() / one.as_secs_f64(),
+                took.as_secs_f64() / both.as_secs_f64()
+            );
+            figures.push(took.as_secs_f64() / one.as_secs_f64());
+        }
+    }
+    if !cfg!(debug_assertions) {
+        let best = figures.iter().cloned().fold(f64::MAX, f64::min);
+        assert!(best <= 2.0, "checksums cost {best:.2}x COPY to /dev/null");
+    }
 }

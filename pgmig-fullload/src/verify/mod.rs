@@ -149,8 +149,10 @@ pub struct VerifyOptions {
     pub chunk_rows: i64,
     /// Differing keys reported per kind and chunk. Default: 10.
     pub max_keys: usize,
-    /// Rows per side above which a differing chunk is not drilled down
-    /// (drilling keeps one entry per row in memory). Default: 5,000,000.
+    /// Rows per side up to which a differing chunk is drilled down at once
+    /// (drilling keeps one entry per row in memory); larger chunks of an
+    /// integer key are narrowed to such ranges first, others are reported
+    /// without keys. Default: 200,000.
     pub drill_down_rows: u64,
     /// The left side's name in messages, e.g. `replica`. Default: `left`.
     pub left_name: String,
@@ -175,7 +177,7 @@ impl Default for VerifyOptions {
             left_paused_at: None,
             chunk_rows: 1_000_000,
             max_keys: 10,
-            drill_down_rows: 5_000_000,
+            drill_down_rows: 200_000,
             left_name: "left".into(),
             right_name: "right".into(),
             cancel: CancellationToken::new(),
@@ -227,6 +229,9 @@ pub enum VerifyError {
     /// The cancellation token fired.
     #[error("verification cancelled")]
     Cancelled,
+    /// A worker task ended abnormally (a panic).
+    #[error("a verification worker failed: {0}")]
+    Worker(String),
 }
 
 fn pause_word(paused: &bool) -> &'static str {
@@ -562,36 +567,41 @@ async fn verify_inner(
     let ctx = Arc::new(Context {
         left: left.clone(),
         right: right.clone(),
-        opts: opts.clone(),
+        // A worker's failure stops the others without cancelling the
+        // caller's token.
+        opts: VerifyOptions {
+            cancel: opts.cancel.child_token(),
+            ..opts.clone()
+        },
         tables,
         queue: Mutex::new(units.into()),
     });
-    let mut workers = Vec::with_capacity(jobs);
+    let mut workers = tokio::task::JoinSet::new();
     for _ in 0..jobs {
         let ctx = Arc::clone(&ctx);
-        workers.push(tokio::spawn(
-            async move { worker(&ctx).await }.in_current_span(),
-        ));
+        workers.spawn(async move { worker(&ctx).await }.in_current_span());
     }
     let mut results = Vec::new();
     let mut first_error = None;
-    for w in workers {
-        match w.await {
-            Ok(Ok(mut r)) => results.append(&mut r),
-            Ok(Err(e)) => {
-                ctx.opts.cancel.cancel();
-                first_error.get_or_insert(e);
+    while let Some(joined) = workers.join_next().await {
+        let failed = match joined {
+            Ok(Ok(mut r)) => {
+                results.append(&mut r);
+                None
             }
-            Err(join) => {
-                ctx.opts.cancel.cancel();
-                first_error.get_or_insert(VerifyError::Usage(format!(
-                    "a verification worker failed: {join}"
-                )));
+            Ok(Err(e)) => Some(e),
+            Err(join) => Some(VerifyError::Worker(join.to_string())),
+        };
+        if let Some(e) = failed {
+            // Stop the others; keep the first real cause, not their
+            // cancellations.
+            ctx.opts.cancel.cancel();
+            if first_error.is_none() || matches!(first_error, Some(VerifyError::Cancelled)) {
+                first_error = Some(e);
             }
         }
     }
     if let Some(e) = first_error {
-        // A worker's failure cancelled the others; report the real cause.
         return Err(e);
     }
     if let Some(p) = opts.left_paused_at {
@@ -807,7 +817,9 @@ async fn plan_units(
                                 &opts.left_name,
                                 &t.info.table,
                                 &col,
-                                t.info.estimated_rows,
+                                // Unknown estimate (never analyzed): about
+                                // 100 bytes per row.
+                                t.info.estimated_rows.or(Some(t.info.table_bytes / 100)),
                                 opts.chunk_rows,
                             )
                             .await?
@@ -904,38 +916,7 @@ async fn run_unit(
             r.rows_left = Some(l.rows);
             r.rows_right = Some(rr.rows);
             if l != rr {
-                let too_big = l.rows.max(rr.rows) > ctx.opts.drill_down_rows;
-                let (found, note) = if too_big {
-                    (
-                        DrillDown::default(),
-                        Some(format!(
-                            "not drilled down: more than {} rows",
-                            ctx.opts.drill_down_rows
-                        )),
-                    )
-                } else {
-                    let found = checksum::drill_down(
-                        table,
-                        &cond,
-                        DrillSide {
-                            client: lc,
-                            side: ln,
-                            key_exprs: t.key_left.iter().map(String::as_str).collect(),
-                            exprs: t.left_exprs(),
-                        },
-                        DrillSide {
-                            client: rc,
-                            side: rn,
-                            key_exprs: t.key_right.iter().map(String::as_str).collect(),
-                            exprs: t.right_exprs(),
-                        },
-                        t.integer_key,
-                        ctx.opts.max_keys,
-                        cancel,
-                    )
-                    .await?;
-                    (found, None)
-                };
+                let (found, note) = locate(ctx, lc, rc, t, range, l.rows.max(rr.rows)).await?;
                 r.differences.push(Difference::Chunk {
                     range: range.clone(),
                     rows_left: l.rows,
@@ -982,21 +963,12 @@ async fn run_unit(
             let mut missing = Keys::default();
             let mut changed = Keys::default();
             for cond in sample::key_conditions(&t.key, &keys) {
+                let (left, right) = drill_sides(ctx, lc, rc, t);
                 let found = checksum::drill_down(
                     table,
                     &cond,
-                    DrillSide {
-                        client: lc,
-                        side: ln,
-                        key_exprs: t.key_left.iter().map(String::as_str).collect(),
-                        exprs: t.left_exprs(),
-                    },
-                    DrillSide {
-                        client: rc,
-                        side: rn,
-                        key_exprs: t.key_right.iter().map(String::as_str).collect(),
-                        exprs: t.right_exprs(),
-                    },
+                    left,
+                    right,
                     t.integer_key,
                     ctx.opts.max_keys,
                     cancel,
@@ -1012,6 +984,142 @@ async fn run_unit(
         }
     }
     Ok(r)
+}
+
+/// The two sides of table `t` for a drill-down.
+fn drill_sides<'a>(
+    ctx: &'a Context,
+    lc: &'a Client,
+    rc: &'a Client,
+    t: &'a TablePlan,
+) -> (DrillSide<'a>, DrillSide<'a>) {
+    (
+        DrillSide {
+            client: lc,
+            side: &ctx.opts.left_name,
+            key_exprs: t.key_left.iter().map(String::as_str).collect(),
+            exprs: t.left_exprs(),
+        },
+        DrillSide {
+            client: rc,
+            side: &ctx.opts.right_name,
+            key_exprs: t.key_right.iter().map(String::as_str).collect(),
+            exprs: t.right_exprs(),
+        },
+    )
+}
+
+/// Sub-ranges a differing range is cut into at each narrowing step.
+const NARROW_FANOUT: u64 = 16;
+
+/// Names what differs in a differing chunk of `rows` rows (the larger
+/// side's count).
+///
+/// A chunk of at most [`VerifyOptions::drill_down_rows`] rows is drilled
+/// down directly. A larger chunk of an integer key is narrowed first: cut
+/// into [`NARROW_FANOUT`] key ranges between both sides' smallest and
+/// largest key in it, each digested on both sides, and only the differing
+/// ones cut again until small enough — memory stays bounded and equal parts
+/// are read once more at most. A larger chunk without an integer key is
+/// reported without keys, with a note.
+async fn locate(
+    ctx: &Context,
+    lc: &Client,
+    rc: &Client,
+    t: &TablePlan,
+    range: &KeyRange,
+    rows: u64,
+) -> Result<(DrillDown, Option<String>), VerifyError> {
+    let (ln, rn) = (ctx.opts.left_name.as_str(), ctx.opts.right_name.as_str());
+    let table = &t.info.table;
+    let cancel = &ctx.opts.cancel;
+    let limit = ctx.opts.drill_down_rows.max(1);
+    let mut leaves = Vec::new();
+    let mut todo = vec![(range.clone(), rows)];
+    while let Some((r, n)) = todo.pop() {
+        let column = match &r.column {
+            Some(c) if n > limit => c.clone(),
+            _ if n > limit => {
+                return Ok((
+                    DrillDown::default(),
+                    Some(format!(
+                        "not drilled down: more than {limit} rows and no integer key to narrow by"
+                    )),
+                ));
+            }
+            _ => {
+                leaves.push(r);
+                continue;
+            }
+        };
+        let col = pgmig_core::quote_ident(&column);
+        let sql = format!(
+            "SELECT min({col})::int8, max({col})::int8 FROM ONLY {} WHERE {}",
+            table.quoted(),
+            r.condition()
+        );
+        let what = format!("read the key range of {table}");
+        let (lb, rb) = tokio::try_join!(
+            async {
+                lc.query_one(&sql, &[])
+                    .await
+                    .map_err(VerifyError::query(ln, what.clone()))
+            },
+            async {
+                rc.query_one(&sql, &[])
+                    .await
+                    .map_err(VerifyError::query(rn, what.clone()))
+            },
+        )?;
+        let bound = |row: &tokio_postgres::Row, i: usize| row.get::<_, Option<i64>>(i);
+        let min = bound(&lb, 0).into_iter().chain(bound(&rb, 0)).min();
+        let max = bound(&lb, 1).into_iter().chain(bound(&rb, 1)).max();
+        let (Some(min), Some(max)) = (min, max) else {
+            continue;
+        };
+        if min == max {
+            leaves.push(r);
+            continue;
+        }
+        let mut parts = chunk::split_range(&column, min, max, NARROW_FANOUT);
+        if let Some(first) = parts.first_mut() {
+            first.lo = r.lo;
+        }
+        if let Some(last) = parts.last_mut() {
+            last.hi = r.hi;
+        }
+        for part in parts.into_iter().rev() {
+            let cond = part.condition();
+            let lsql = checksum::copy_sql(table, &t.left_exprs(), &cond);
+            let rsql = checksum::copy_sql(table, &t.right_exprs(), &cond);
+            let (l, rr) = tokio::try_join!(
+                checksum::digest(lc, ln, table, &lsql, cancel),
+                checksum::digest(rc, rn, table, &rsql, cancel),
+            )?;
+            if l != rr {
+                todo.push((part, l.rows.max(rr.rows)));
+            }
+        }
+    }
+    leaves.sort_by_key(|r| r.lo.unwrap_or(i64::MIN));
+    let mut found = DrillDown::default();
+    for leaf in leaves {
+        let (left, right) = drill_sides(ctx, lc, rc, t);
+        let part = checksum::drill_down(
+            table,
+            &leaf.condition(),
+            left,
+            right,
+            t.integer_key,
+            ctx.opts.max_keys,
+            cancel,
+        )
+        .await?;
+        merge_keys(&mut found.missing, part.missing, ctx.opts.max_keys);
+        merge_keys(&mut found.extra, part.extra, ctx.opts.max_keys);
+        merge_keys(&mut found.changed, part.changed, ctx.opts.max_keys);
+    }
+    Ok((found, None))
 }
 
 fn merge_keys(into: &mut Keys, more: Keys, limit: usize) {
