@@ -18,9 +18,9 @@
 //! /dev/null). It prints one table, the verdicts of issue 5 and the machine.
 //! `bench/README.md` explains each row.
 //!
-//! Exit status: 0 when every selected method ran and checked out and no
-//! verdict failed; 1 otherwise (the table is printed either way); 2 for bad
-//! arguments; 3 when the lab itself could not be set up.
+//! Exit status: 0 when every selected method ran and checked out and (from
+//! scale 4 on) no verdict failed; 1 otherwise (the table is printed either
+//! way); 2 for bad arguments; 3 when the lab itself could not be set up.
 
 use std::io::{BufRead, Write as _};
 use std::os::unix::process::CommandExt as _;
@@ -57,6 +57,9 @@ const METHODS: [&str; 8] = [
 const LIMIT_PGCOPYDB: f64 = 0.8;
 const LIMIT_RUNBOOK: f64 = 0.5;
 const LIMIT_RAW_PIPE: f64 = 1.2;
+
+/// From this scale on, a failed verdict fails the run (exit status 1).
+const BINDING_SCALE: f64 = 4.0;
 
 /// How many `pg_dump -t | psql` the runbook runs at once.
 const RUNBOOK_PARALLEL: usize = 3;
@@ -674,13 +677,29 @@ struct LoadFigures {
 }
 
 fn parse_load_json(stdout: &str) -> Result<LoadFigures, String> {
-    let doc: Value = serde_json::from_str(stdout.trim())
-        .or_else(|_| {
-            // Tolerate text before the document.
-            let start = stdout.find('{').ok_or(())?;
-            serde_json::from_str(&stdout[start..]).map_err(|_| ())
+    // `pgmig --json load` prints JSON lines (progress events), the last one
+    // `{"event":"result", ...}` with the report; a single document works too.
+    let docs: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter(Value::is_object)
+        .chain(serde_json::from_str::<Value>(stdout.trim()).ok())
+        .collect();
+    let doc = docs
+        .iter()
+        .rev()
+        .find(|d| d["event"] == "result")
+        .or_else(|| {
+            docs.iter()
+                .rev()
+                .find(|d| d.get("data_elapsed_ms").is_some())
         })
-        .map_err(|()| format!("pgmig load --json printed no JSON document: {stdout:.200}"))?;
+        .ok_or_else(|| {
+            format!(
+                "pgmig load --json printed no result: {}",
+                stdout.chars().take(200).collect::<String>()
+            )
+        })?;
     let figures = LoadFigures {
         elapsed_ms: doc["elapsed_ms"].as_f64(),
         data_elapsed_ms: doc["data_elapsed_ms"].as_f64(),
@@ -689,9 +708,12 @@ fn parse_load_json(stdout: &str) -> Result<LoadFigures, String> {
     };
     if figures.data_elapsed_ms.is_none() {
         return Err(format!(
-            "pgmig load --json lacks data_elapsed_ms: {}",
+            "pgmig load --json result lacks data_elapsed_ms: {}",
             doc.to_string().chars().take(300).collect::<String>()
         ));
+    }
+    if doc["already_done"] == true {
+        return Err("pgmig load found the load already done: nothing was timed".into());
     }
     Ok(figures)
 }
@@ -851,7 +873,25 @@ impl Bench<'_> {
             Ok(db) => db,
             Err(e) => return row.failed(format!("failed: {e}")),
         };
-        let dst = self.dst(&db);
+        let row = match self.copy_pipes(&db, format) {
+            Err(e) => row.failed(format!("failed: {e}")),
+            Ok(out) if !out.ok => row
+                .measured(&out)
+                .failed(format!("failed: {}", out.error())),
+            Ok(out) => {
+                let mut row = row.measured(&out);
+                row.check = Some(check_target(self.target, &db, self.ds, false).await);
+                row
+            }
+        };
+        self.done_with(&db).await;
+        row
+    }
+
+    /// Restores pre-data (tables, no indexes) into `db`, then times one
+    /// `COPY | COPY` pipe per table, one table after the other.
+    fn copy_pipes(&self, db: &str, format: &str) -> Result<Outcome, String> {
+        let dst = self.dst(db);
         let tables = self.ds.names();
         let env = [
             ("SRC", self.src.as_str()),
@@ -863,25 +903,34 @@ impl Bench<'_> {
             "pg_dump -s --section=pre-data -n bench -d \"$SRC\" | q -d \"$DST\"",
             &env,
         );
-        let row = if !schema.ok {
-            row.failed(format!("failed: pre-data schema: {}", schema.error()))
+        if !schema.ok {
+            return Err(format!("pre-data schema: {}", schema.error()));
+        }
+        Ok(self.tools.script(
+            "for t in $TABLES; do\n  q -d \"$SRC\" -c \"COPY bench.$t TO STDOUT (FORMAT $FMT)\" \
+             | q -d \"$DST\" -c \"COPY bench.$t FROM STDIN (FORMAT $FMT)\"\ndone",
+            &env,
+        ))
+    }
+
+    /// One untimed binary `COPY | COPY` of everything into a scratch
+    /// database, dropped at once: the fresh target's first bulk load also
+    /// creates its WAL segment files, which later loads recycle; without
+    /// this, whichever method runs first pays for it.
+    async fn warm_target(&self) -> Result<f64, String> {
+        let db = self.fresh_db("bench_warmup").await?;
+        let out = self.copy_pipes(&db, "binary");
+        self.target
+            .execute("postgres", &format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.settle().await;
+        let out = out?;
+        if out.ok {
+            Ok(out.wall)
         } else {
-            let out = self.tools.script(
-                "for t in $TABLES; do\n  q -d \"$SRC\" -c \"COPY bench.$t TO STDOUT (FORMAT $FMT)\" \
-                 | q -d \"$DST\" -c \"COPY bench.$t FROM STDIN (FORMAT $FMT)\"\ndone",
-                &env,
-            );
-            if out.ok {
-                let mut row = row.measured(&out);
-                row.check = Some(check_target(self.target, &db, self.ds, false).await);
-                row
-            } else {
-                row.measured(&out)
-                    .failed(format!("failed: {}", out.error()))
-            }
-        };
-        self.done_with(&db).await;
-        row
+            Err(out.error())
+        }
     }
 
     /// `pg_dump -n bench | psql` into an empty database.
@@ -1046,9 +1095,10 @@ async fn bench(args: Args) -> Result<bool, String> {
         ));
     }
 
-    // Space: source + replica + one target copy, plus WAL (~0.3 GB per scale unit each).
+    // Space: source, replica and one target copy (~0.31 GB per scale unit
+    // each), WAL on all three (capped by max_wal_size), with a margin.
     let lab_dir = lab_base_dir().map_err(|e| e.to_string())?;
-    let need = (args.scale_f * 0.3e9 * 6.0) as u64 + 3_000_000_000;
+    let need = (args.scale_f * 1.2e9) as u64 + 4_000_000_000;
     if let Some(free) = free_bytes(&lab_dir)
         && free < need
     {
@@ -1157,12 +1207,18 @@ async fn bench(args: Args) -> Result<bool, String> {
         src: replica.conninfo(&db),
         kept: Vec::new(),
     };
-    say("warming the cache: COPY binary TO STDOUT > /dev/null, untimed");
+    say("warming the replica's cache: COPY binary TO STDOUT > /dev/null, untimed");
     let warm = bench.read("binary");
     if !warm.ok {
         return Err(format!("warm-up read failed: {}", warm.error()));
     }
     say(format!("  warm-up read took {:.1} s", warm.wall));
+    say("warming the target: COPY binary | COPY into a scratch database, untimed");
+    let warm = bench
+        .warm_target()
+        .await
+        .map_err(|e| format!("warm-up copy failed: {e}"))?;
+    say(format!("  warm-up copy took {warm:.1} s"));
 
     let mut rows: Vec<Row> = Vec::new();
     let mut figures = LoadFigures::default();
@@ -1217,7 +1273,11 @@ async fn bench(args: Args) -> Result<bool, String> {
     } else {
         print!("{}", report.text(&verdicts));
     }
-    let all_good = rows.iter().all(Row::is_good) && verdicts.iter().all(|v| v.pass != Some(false));
+    // The targets are set for scale 4: below it, start-up costs weigh more
+    // and a FAIL is reported but does not fail the run.
+    let binding = args.scale_f >= BINDING_SCALE;
+    let all_good = rows.iter().all(Row::is_good)
+        && (!binding || verdicts.iter().all(|v| v.pass != Some(false)));
 
     if args.keep {
         eprintln!("\n--keep: the lab is up until you press Enter");
@@ -1545,8 +1605,13 @@ impl Report<'_> {
              not the servers. check = row counts (and index/constraint counts for full methods).\n",
         );
         s.push_str(&format!(
-            "\nverdicts (issue 5 sets them for scale 4 on the 2-core machine; this is scale {}):\n",
-            self.args.scale
+            "\nverdicts (issue 5 sets them for scale 4 on the 2-core machine; this is scale {}{}):\n",
+            self.args.scale,
+            if self.args.scale_f < BINDING_SCALE {
+                ", so they do not fail the run"
+            } else {
+                ""
+            }
         ));
         for v in verdicts {
             let figures = match (v.pgmig_s, v.other_s) {
