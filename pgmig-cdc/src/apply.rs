@@ -1,0 +1,431 @@
+//! Applying source transactions to the target: each change becomes one
+//! statement with text parameters cast to the target column types; a batch
+//! of transactions and the slot's progress row commit in one target
+//! transaction, so the target never holds one without the other.
+//!
+//! - INSERT: every column sent (generated columns are left to the target);
+//! - UPDATE: the columns sent — an unchanged TOASTed column is absent from
+//!   pglogical's new tuple and keeps its target value — found by the old key
+//!   when the key changed, by the new row's key otherwise; it must match
+//!   exactly one row;
+//! - DELETE: by the old key; it must match exactly one row;
+//! - TRUNCATE: consecutive truncates of one transaction in one statement.
+//!
+//! Statements are prepared once per shape and sent pipelined, a window at a
+//! time, in source order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use pgmig_core::{Lsn, QualifiedTable, ServerVersion};
+use pgmig_pglogical::{ColumnValue, Message, Transaction, Tuple};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
+use tracing::{debug, warn};
+
+use crate::error::CdcError;
+use crate::progress::RECORD_PROGRESS_SQL;
+use crate::table::{
+    TargetColumn, TargetTable, delete_sql, insert_sql, load_table, truncate_sql, update_sql,
+};
+use crate::value::text_value;
+
+/// Statements sent at once. `join_all` polls up to 30 futures in order, so
+/// a window of 30 is sent in source order.
+const WINDOW: usize = 30;
+
+/// One statement to run.
+struct Op {
+    sql: String,
+    params: Vec<Option<String>>,
+    /// For UPDATE and DELETE: must touch exactly one row.
+    check: Option<RowCheck>,
+}
+
+struct RowCheck {
+    table: QualifiedTable,
+    op: &'static str,
+    key: String,
+    end_lsn: Lsn,
+}
+
+/// What one applied batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Applied {
+    /// Source transactions recorded (with or without changes).
+    pub transactions: u64,
+    /// Row changes (and truncates) applied.
+    pub changes: u64,
+}
+
+/// Applies one slot's transactions to the target, on one connection.
+pub(crate) struct Applier {
+    slot: String,
+    target: Client,
+    version: ServerVersion,
+    tables: HashMap<QualifiedTable, Arc<TargetTable>>,
+    statements: HashMap<String, Statement>,
+}
+
+impl Applier {
+    /// An applier on `target`, a connection whose session already runs with
+    /// `session_replication_role = replica`.
+    pub(crate) fn new(slot: &str, target: Client, version: ServerVersion) -> Applier {
+        Applier {
+            slot: slot.to_owned(),
+            target,
+            version,
+            tables: HashMap::new(),
+            statements: HashMap::new(),
+        }
+    }
+
+    fn query_error(
+        &self,
+        what: impl Into<String>,
+    ) -> impl FnOnce(tokio_postgres::Error) -> CdcError {
+        let slot = self.slot.clone();
+        let what = what.into();
+        move |source| CdcError::Query { slot, what, source }
+    }
+
+    async fn table(&mut self, table: &QualifiedTable) -> Result<Arc<TargetTable>, CdcError> {
+        if let Some(t) = self.tables.get(table) {
+            return Ok(t.clone());
+        }
+        let t = load_table(&self.target, self.version, table)
+            .await?
+            .ok_or_else(|| CdcError::UnknownTable {
+                slot: self.slot.clone(),
+                table: table.clone(),
+            })?;
+        let t = Arc::new(t);
+        self.tables.insert(table.clone(), t.clone());
+        Ok(t)
+    }
+
+    /// Applies `transactions` (all committed after `from`, in commit order)
+    /// and moves the progress row from `from` to the last one's end LSN, in
+    /// one target transaction.
+    pub(crate) async fn apply(
+        &mut self,
+        transactions: &[Transaction],
+        from: Lsn,
+    ) -> Result<Applied, CdcError> {
+        let Some(last) = transactions.last() else {
+            return Ok(Applied::default());
+        };
+        let to = last.commit_end_lsn;
+        let mut ops = Vec::new();
+        for tx in transactions {
+            self.ops_of(tx, &mut ops).await?;
+        }
+        for op in &ops {
+            if !self.statements.contains_key(&op.sql) {
+                let stmt = self
+                    .target
+                    .prepare(&op.sql)
+                    .await
+                    .map_err(self.query_error(format!("prepare {}", op.sql)))?;
+                self.statements.insert(op.sql.clone(), stmt);
+            }
+        }
+        let commit_time = transactions
+            .iter()
+            .rev()
+            .find_map(|t| t.begin.commit_time)
+            .map(|t| t.to_string());
+        let applied = Applied {
+            transactions: transactions.len() as u64,
+            changes: transactions
+                .iter()
+                .flat_map(|t| &t.changes)
+                .filter(|c| {
+                    matches!(
+                        c.message,
+                        Message::Insert(_)
+                            | Message::Update(_)
+                            | Message::Delete(_)
+                            | Message::Truncate(_)
+                    )
+                })
+                .count() as u64,
+        };
+
+        self.target
+            .batch_execute("BEGIN")
+            .await
+            .map_err(self.query_error("begin a target transaction"))?;
+        let result = self.run_ops(&ops, from, to, commit_time, applied).await;
+        match result {
+            Ok(()) => {
+                self.target
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(self.query_error("commit the applied transactions"))?;
+                debug!(slot = %self.slot, from = %from, to = %to, transactions = applied.transactions,
+                    changes = applied.changes, "applied");
+                Ok(applied)
+            }
+            Err(e) => {
+                let _ = self.target.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_ops(
+        &self,
+        ops: &[Op],
+        from: Lsn,
+        to: Lsn,
+        commit_time: Option<String>,
+        applied: Applied,
+    ) -> Result<(), CdcError> {
+        for window in ops.chunks(WINDOW) {
+            let results = join_all(window.iter().map(|op| {
+                let stmt = &self.statements[&op.sql];
+                async move {
+                    let params: Vec<&(dyn ToSql + Sync)> =
+                        op.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                    self.target.execute(stmt, &params).await
+                }
+            }))
+            .await;
+            for (op, result) in window.iter().zip(results) {
+                let rows = result.map_err(self.query_error(format!("apply {}", op.sql)))?;
+                if let Some(check) = &op.check
+                    && rows != 1
+                {
+                    return Err(CdcError::RowMismatch {
+                        slot: self.slot.clone(),
+                        table: check.table.clone(),
+                        op: check.op,
+                        key: check.key.clone(),
+                        rows,
+                        end_lsn: check.end_lsn,
+                    });
+                }
+            }
+        }
+        let moved = self
+            .target
+            .execute(
+                RECORD_PROGRESS_SQL,
+                &[
+                    &self.slot,
+                    &tokio_postgres::types::PgLsn::from(from),
+                    &tokio_postgres::types::PgLsn::from(to),
+                    &commit_time,
+                    &(applied.transactions as i64),
+                    &(applied.changes as i64),
+                ],
+            )
+            .await
+            .map_err(self.query_error("record the applied position"))?;
+        if moved != 1 {
+            return Err(CdcError::ProgressMoved {
+                slot: self.slot.clone(),
+                expected: from,
+            });
+        }
+        Ok(())
+    }
+
+    /// The statements of one transaction, appended to `ops`.
+    async fn ops_of(&mut self, tx: &Transaction, ops: &mut Vec<Op>) -> Result<(), CdcError> {
+        let end_lsn = tx.commit_end_lsn;
+        let mut truncating: Vec<QualifiedTable> = Vec::new();
+        for change in &tx.changes {
+            if !matches!(change.message, Message::Truncate(_)) && !truncating.is_empty() {
+                ops.push(Op {
+                    sql: truncate_sql(&std::mem::take(&mut truncating)),
+                    params: Vec::new(),
+                    check: None,
+                });
+            }
+            match &change.message {
+                Message::Insert(m) => {
+                    let table = self.table(&m.relation).await?;
+                    ops.push(self.insert_op(&table, &m.new_tuple, end_lsn)?);
+                }
+                Message::Update(m) => {
+                    let table = self.table(&m.relation).await?;
+                    ops.push(self.update_op(
+                        &table,
+                        m.identifying_tuple(),
+                        &m.new_tuple,
+                        end_lsn,
+                    )?);
+                }
+                Message::Delete(m) => {
+                    let table = self.table(&m.relation).await?;
+                    ops.push(self.delete_op(&table, &m.old_tuple, end_lsn)?);
+                }
+                Message::Truncate(m) => {
+                    let table = self.table(&m.relation).await?;
+                    if !truncating.contains(&table.table) {
+                        truncating.push(table.table.clone());
+                    }
+                }
+                Message::SequenceSync(m) => {
+                    debug!(slot = %self.slot, sequence = %m.sequence, "sequence sync skipped: cutover sets sequences");
+                }
+                Message::Queued(m) => {
+                    warn!(slot = %self.slot, message_type = %m.message_type, end_lsn = %end_lsn,
+                        "skipped a pglogical queue message of unknown type");
+                }
+                Message::QueuedSql(m) => {
+                    return Err(CdcError::Unsupported {
+                        slot: self.slot.clone(),
+                        what: format!("SQL queued by pglogical.replicate_ddl_command: {}", m.sql),
+                        end_lsn,
+                    });
+                }
+                other => {
+                    return Err(CdcError::Unsupported {
+                        slot: self.slot.clone(),
+                        what: format!("a {} message", other.kind()),
+                        end_lsn,
+                    });
+                }
+            }
+        }
+        if !truncating.is_empty() {
+            ops.push(Op {
+                sql: truncate_sql(&truncating),
+                params: Vec::new(),
+                check: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn column<'t>(&self, table: &'t TargetTable, name: &str) -> Result<&'t TargetColumn, CdcError> {
+        table.column(name).ok_or_else(|| CdcError::UnknownColumn {
+            slot: self.slot.clone(),
+            table: table.table.clone(),
+            column: name.to_owned(),
+        })
+    }
+
+    fn text(
+        &self,
+        table: &TargetTable,
+        column: &TargetColumn,
+        value: Option<&pgmig_pglogical::Datum>,
+        end_lsn: Lsn,
+    ) -> Result<Option<String>, CdcError> {
+        value
+            .map(|d| text_value(d, column.shape))
+            .transpose()
+            .map_err(|source| CdcError::Value {
+                slot: self.slot.clone(),
+                table: table.table.clone(),
+                column: column.name.clone(),
+                end_lsn,
+                source,
+            })
+    }
+
+    fn insert_op(&self, table: &TargetTable, tuple: &Tuple, end_lsn: Lsn) -> Result<Op, CdcError> {
+        let mut columns = Vec::with_capacity(tuple.len());
+        let mut params = Vec::with_capacity(tuple.len());
+        for (name, value) in tuple.iter() {
+            let column = self.column(table, name)?;
+            if column.generated {
+                continue;
+            }
+            params.push(self.text(table, column, value, end_lsn)?);
+            columns.push(column);
+        }
+        Ok(Op {
+            sql: insert_sql(&table.table, &columns),
+            params,
+            check: None,
+        })
+    }
+
+    /// The key columns and their values in `tuple`.
+    fn key_of<'t>(
+        &self,
+        table: &'t TargetTable,
+        tuple: &Tuple,
+        op: &'static str,
+        end_lsn: Lsn,
+    ) -> Result<(Vec<&'t TargetColumn>, Vec<Option<String>>, String), CdcError> {
+        if table.key.is_empty() {
+            return Err(CdcError::NoKey {
+                slot: self.slot.clone(),
+                table: table.table.clone(),
+                op,
+            });
+        }
+        let mut columns = Vec::with_capacity(table.key.len());
+        let mut params = Vec::with_capacity(table.key.len());
+        let mut key = Tuple::new();
+        for name in &table.key {
+            let column = self.column(table, name)?;
+            let ColumnValue::Value(datum) = tuple.get(name) else {
+                return Err(CdcError::Unsupported {
+                    slot: self.slot.clone(),
+                    what: format!(
+                        "{op} on {} without a value for key column {name:?}",
+                        table.table
+                    ),
+                    end_lsn,
+                });
+            };
+            params.push(self.text(table, column, Some(datum), end_lsn)?);
+            columns.push(column);
+            key.push(name.clone(), Some(datum.clone()));
+        }
+        Ok((columns, params, key.to_json()))
+    }
+
+    fn update_op(
+        &self,
+        table: &TargetTable,
+        identifying: &Tuple,
+        new_tuple: &Tuple,
+        end_lsn: Lsn,
+    ) -> Result<Op, CdcError> {
+        let (key_columns, key_params, key) = self.key_of(table, identifying, "update", end_lsn)?;
+        let mut set = Vec::with_capacity(new_tuple.len());
+        let mut params = Vec::with_capacity(new_tuple.len() + key_params.len());
+        for (name, value) in new_tuple.iter() {
+            let column = self.column(table, name)?;
+            if column.generated {
+                continue;
+            }
+            params.push(self.text(table, column, value, end_lsn)?);
+            set.push(column);
+        }
+        params.extend(key_params);
+        Ok(Op {
+            sql: update_sql(&table.table, &set, &key_columns),
+            params,
+            check: Some(RowCheck {
+                table: table.table.clone(),
+                op: "update",
+                key,
+                end_lsn,
+            }),
+        })
+    }
+
+    fn delete_op(&self, table: &TargetTable, old: &Tuple, end_lsn: Lsn) -> Result<Op, CdcError> {
+        let (key_columns, params, key) = self.key_of(table, old, "delete", end_lsn)?;
+        Ok(Op {
+            sql: delete_sql(&table.table, &key_columns),
+            params,
+            check: Some(RowCheck {
+                table: table.table.clone(),
+                op: "delete",
+                key,
+                end_lsn,
+            }),
+        })
+    }
+}

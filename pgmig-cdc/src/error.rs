@@ -1,0 +1,224 @@
+//! The error type of pgmig-cdc.
+
+use pgmig_core::{ErrorKind, Lsn, QualifiedTable};
+
+use crate::value::ValueError;
+
+/// What went wrong while applying changes.
+///
+/// Refusals ([`CdcError::is_refusal`]) mean the invariant cannot be kept
+/// (a slot created after P, a slot consumed by someone else); connection
+/// losses ([`CdcError::is_transient`]) are retried by the applier.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CdcError {
+    /// A pgmig-core call failed (connect, catalog, state).
+    #[error(transparent)]
+    Core(#[from] pgmig_core::Error),
+
+    /// Reading or decoding a slot failed.
+    #[error(transparent)]
+    Pglogical(#[from] pgmig_pglogical::Error),
+
+    /// The target holds no migration, or no P yet.
+    #[error("{0}")]
+    NotReady(String),
+
+    /// A slot's position is past what the target holds: applying from there
+    /// would lose the changes in between.
+    #[error(
+        "slot {slot} is ahead of the target: its confirmed_flush_lsn {confirmed_flush} is after {start} \
+         ({why}); the changes in between are not in the slot any more, so CDC from it would lose them"
+    )]
+    SlotAhead {
+        /// The slot.
+        slot: String,
+        /// Its `confirmed_flush_lsn` on the source.
+        confirmed_flush: Lsn,
+        /// Where the target stands: P, or the last applied commit.
+        start: Lsn,
+        /// Why it cannot be: `created after P = …` or `consumed by another client`.
+        why: String,
+    },
+
+    /// A planned slot does not exist on the source.
+    #[error("slot {slot} of the plan does not exist on the source")]
+    SlotMissing {
+        /// The slot.
+        slot: String,
+    },
+
+    /// Another applier holds the slot.
+    #[error("another pgmig applier is applying slot {slot} to this target")]
+    SlotBusy {
+        /// The slot.
+        slot: String,
+    },
+
+    /// The progress row moved under this applier: another applier committed.
+    #[error(
+        "the applied position of slot {slot} moved from {expected} while applying; another applier runs"
+    )]
+    ProgressMoved {
+        /// The slot.
+        slot: String,
+        /// The position this applier started its transaction from.
+        expected: Lsn,
+    },
+
+    /// A changed table does not exist on the target.
+    #[error("slot {slot}: table {table} changed on the source does not exist on the target")]
+    UnknownTable {
+        /// The slot.
+        slot: String,
+        /// The table.
+        table: QualifiedTable,
+    },
+
+    /// A column sent by the source does not exist on the target.
+    #[error("slot {slot}: column {column:?} of {table} does not exist on the target")]
+    UnknownColumn {
+        /// The slot.
+        slot: String,
+        /// The table.
+        table: QualifiedTable,
+        /// The column.
+        column: String,
+    },
+
+    /// An UPDATE or DELETE arrived for a table without a key on the target.
+    #[error(
+        "slot {slot}: {op} on {table}, which has no primary key or replica identity index on the target"
+    )]
+    NoKey {
+        /// The slot.
+        slot: String,
+        /// The table.
+        table: QualifiedTable,
+        /// `update` or `delete`.
+        op: &'static str,
+    },
+
+    /// A value could not be turned into text input for its column.
+    #[error("slot {slot}: column {column:?} of {table} in the transaction ending at {end_lsn}")]
+    Value {
+        /// The slot.
+        slot: String,
+        /// The table.
+        table: QualifiedTable,
+        /// The column.
+        column: String,
+        /// The transaction's commit end LSN.
+        end_lsn: Lsn,
+        /// What is wrong.
+        #[source]
+        source: ValueError,
+    },
+
+    /// An UPDATE or DELETE found no row (or several) by its key: the target
+    /// differs from the source.
+    #[error(
+        "slot {slot}: {op} on {table} with key {key} matched {rows} rows on the target, not 1 \
+         (transaction ending at {end_lsn}); the target differs from the source"
+    )]
+    RowMismatch {
+        /// The slot.
+        slot: String,
+        /// The table.
+        table: QualifiedTable,
+        /// `update` or `delete`.
+        op: &'static str,
+        /// The key as JSON.
+        key: String,
+        /// Rows matched.
+        rows: u64,
+        /// The transaction's commit end LSN.
+        end_lsn: Lsn,
+    },
+
+    /// A message the applier cannot apply (queued SQL, unknown actions).
+    #[error("slot {slot}: cannot apply {what} in the transaction ending at {end_lsn}")]
+    Unsupported {
+        /// The slot.
+        slot: String,
+        /// What arrived.
+        what: String,
+        /// The transaction's commit end LSN.
+        end_lsn: Lsn,
+    },
+
+    /// A statement failed on a server.
+    #[error("slot {slot}: {what} failed")]
+    Query {
+        /// The slot.
+        slot: String,
+        /// What pgmig was doing.
+        what: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// The applier was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl CdcError {
+    /// The kind of failure, from the SQLSTATE where there is one.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CdcError::Core(e) => e.kind(),
+            CdcError::Pglogical(e) => e.kind(),
+            CdcError::Query { source, .. } => driver_kind(source),
+            CdcError::NotReady(_) | CdcError::SlotMissing { .. } => ErrorKind::Usage,
+            _ => ErrorKind::Other,
+        }
+    }
+
+    /// Whether the applier should reconnect and try again: the connection
+    /// to the source or the target was lost (a restart, a failover).
+    ///
+    /// A slot "active for PID …" counts too: after the applier was killed,
+    /// the source may still be finishing the killed process's read.
+    pub fn is_transient(&self) -> bool {
+        if matches!(self.kind(), ErrorKind::Connection | ErrorKind::Retryable) {
+            return true;
+        }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
+                return pg.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
+                    || matches!(
+                        driver_kind(pg),
+                        ErrorKind::Connection | ErrorKind::Retryable
+                    );
+            }
+            cause = e.source();
+        }
+        false
+    }
+
+    /// Whether pgmig refused on purpose because the invariant cannot be
+    /// kept (the CLI exits 1).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            CdcError::SlotAhead { .. } | CdcError::SlotBusy { .. } | CdcError::NotReady(_)
+        )
+    }
+}
+
+/// The kind of a driver error: SQLSTATE when the server sent one, a lost
+/// connection when the socket closed or failed.
+pub(crate) fn driver_kind(source: &tokio_postgres::Error) -> ErrorKind {
+    match source.code() {
+        Some(code) => pgmig_core::error::kind_of_sqlstate(code),
+        None if source.is_closed()
+            || std::error::Error::source(source).is_some_and(|s| s.is::<std::io::Error>()) =>
+        {
+            ErrorKind::Connection
+        }
+        None => ErrorKind::Other,
+    }
+}
