@@ -472,6 +472,27 @@ INSERT INTO big SELECT g, g * 0.001, timestamptz '2020-01-01' + g * interval '1 
 ANALYZE;
 ";
 
+/// Types read as text, and arrays whose storage differs for equal values.
+const ARRAYS: &str = "
+CREATE TYPE pair AS (a int, b text);
+CREATE TABLE arrays (id int PRIMARY KEY, ia int[], fa float8[], ea mood[], r int4range,
+  tsv tsvector, comp pair, rc regclass, ts_arr timestamptz[]);
+";
+
+/// The primary reaches its values through element updates: its arrays keep
+/// a NULL bitmap without NULLs.
+const ARRAYS_PRIMARY: &str = "
+INSERT INTO arrays VALUES (1, '{1,NULL,3}', '{0.1,NULL,0.3}', '{ok,NULL}', '[1,5)', 'a fat cat',
+  ROW(1, 'x'), 'typed', '{2020-01-01 00:00+00,NULL}');
+UPDATE arrays SET ia[2] = 2, fa[2] = 0.2, ea[2] = 'sad', ts_arr[2] = '2020-06-01 00:00+00' WHERE id = 1;
+";
+
+/// The target gets the same values directly.
+const ARRAYS_TARGET: &str = "
+INSERT INTO arrays VALUES (1, '{1,2,3}', '{0.1,0.2,0.3}', '{ok,sad}', '[1,5)', 'a fat cat',
+  ROW(1, 'x'), 'typed', '{2020-01-01 00:00+00,2020-06-01 00:00+00}');
+";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn equal_data_from_a_pg10_replica_and_a_pg16_target_compares_equal() {
     skip_unless_available!(10, 16);
@@ -480,8 +501,14 @@ async fn equal_data_from_a_pg10_replica_and_a_pg16_target_compares_equal() {
     let replica = primary.create_replica().await.unwrap();
     let db = primary.create_database("verify_pg10").await.unwrap();
     let tdb = target.create_database("verify_pg16").await.unwrap();
-    primary.execute(&db, TYPED).await.unwrap();
-    target.execute(&tdb, TYPED).await.unwrap();
+    primary
+        .execute(&db, &format!("{TYPED}{ARRAYS}{ARRAYS_PRIMARY}"))
+        .await
+        .unwrap();
+    target
+        .execute(&tdb, &format!("{TYPED}{ARRAYS}{ARRAYS_TARGET}"))
+        .await
+        .unwrap();
     // The target's defaults print everything differently; the comparison
     // must not care.
     target
@@ -524,7 +551,7 @@ async fn equal_data_from_a_pg10_replica_and_a_pg16_target_compares_equal() {
         .await
         .unwrap();
         assert!(report.passed, "{mode}: {report:#?}");
-        assert_eq!(report.tables.len(), 3, "{mode}");
+        assert_eq!(report.tables.len(), 4, "{mode}");
         assert!(
             report.left.version.starts_with("10."),
             "{}",

@@ -36,9 +36,10 @@ pub struct BucketRow {
     pub right: u64,
 }
 
-/// Whether a `format_type` spelling is a timestamp or date type.
+/// Whether a `format_type` spelling is a timestamp or date type (not an
+/// array of one).
 fn is_time_type(type_name: &str) -> bool {
-    type_name == "date" || type_name.starts_with("timestamp")
+    !type_name.ends_with("[]") && (type_name == "date" || type_name.starts_with("timestamp"))
 }
 
 /// The bucket column of a table: `wanted` when the table has it as a
@@ -113,6 +114,25 @@ pub(crate) fn side_by_side(left: &[(String, u64)], right: &[(String, u64)]) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_types_are_timestamps_and_dates_not_their_arrays() {
+        for t in [
+            "date",
+            "timestamp with time zone",
+            "timestamp(3) without time zone",
+        ] {
+            assert!(is_time_type(t), "{t}");
+        }
+        for t in [
+            "timestamp with time zone[]",
+            "date[]",
+            "time without time zone",
+            "text",
+        ] {
+            assert!(!is_time_type(t), "{t}");
+        }
+    }
 
     #[test]
     fn side_by_side_merges_and_puts_null_last() {

@@ -1,26 +1,31 @@
-//! What verification reads of each column: an expression whose text output
-//! is the same for equal values on every major version, and different for
-//! different values.
+//! What verification reads of each column: an expression whose binary COPY
+//! form is the same for equal values on every major version, and different
+//! for different values.
 //!
-//! Most types print exactly and identically everywhere once the session is
-//! pinned (see `session`). The exceptions are the types printed through the
-//! float output routine: `float4`, `float8` and the geometric types. 12+
-//! prints the shortest digits that read back exactly, 10–11 print
-//! `extra_float_digits`-many; for equal values the texts differ
-//! (`0.1` against `0.10000000000000001`). Those columns are compared by their
-//! binary send form instead (`float8send(x)`, `point_send(x)`…, and
-//! `array_send(x)` for arrays of them), which is the IEEE bytes on every
-//! version: exact, `-0` distinct from `0`.
+//! Rows are read with `COPY … TO STDOUT (FORMAT binary)`: the servers skip
+//! the text output routines (the larger part of a COPY's cost for
+//! timestamps and numerics), and the values of most built-in types arrive
+//! in their send format, which is independent of every session setting and
+//! has not changed across the supported majors: integers, `numeric` (digits
+//! and display scale), `timestamp[tz]`/`date`/`time[tz]`/`interval` as
+//! integers, `float4`/`float8` and the geometric types as IEEE bytes (their
+//! *text* differs between 10–11 and 12+ for equal values), `text`-like types
+//! and `json` as bytes, `jsonb` as version byte plus canonical text, `bytea`,
+//! `uuid`, `inet`, `bit`, `money`, `pg_lsn`. Every other column is read as
+//! its text (`col::text`) under the session `session` pins: arrays (their
+//! send form carries a has-nulls flag that can differ for equal arrays, and
+//! element type OIDs), enums, composite, range, extension and user types,
+//! and `reg*` types (OIDs in binary, names in text). Arrays of floats are
+//! read as their dimensions plus each element's send bytes.
 //!
 //! Decisions documented here:
 //! - `numeric` keeps its display scale: `1.0` and `1.00` are different data
 //!   (a correct copy keeps the scale; pg_dump and COPY do);
-//! - NULL prints as `\N`, which no value prints as (a value `\N` prints as
-//!   `\\N`), so NULL never equals `''` or the text `\N`;
-//! - domains are compared as their base type (one level), arrays of domains
-//!   over floats and floats inside composite types compare as text and can
-//!   report a false difference between 10–11 and 12+ (never a false
-//!   equality);
+//! - NULL is a field of length -1, distinct from every value, so NULL never
+//!   equals `''`;
+//! - domains are compared as their base type (one level); floats inside a
+//!   composite value compare as text and can report a false difference
+//!   between 10–11 and 12+ (never a false equality);
 //! - generated columns are not compared (the target computes them).
 
 use std::collections::HashMap;
@@ -36,13 +41,56 @@ const FLOAT_OUTPUT_TYPES: &[&str] = &[
     "float4", "float8", "point", "lseg", "box", "path", "polygon", "line", "circle",
 ];
 
+/// Built-in types read in their binary send form: stable on 9.6–17 and
+/// free of OIDs and session settings.
+const BINARY_TYPES: &[&str] = &[
+    "bool",
+    "bytea",
+    "char",
+    "name",
+    "int2",
+    "int4",
+    "int8",
+    "oid",
+    "text",
+    "varchar",
+    "bpchar",
+    "float4",
+    "float8",
+    "numeric",
+    "money",
+    "date",
+    "time",
+    "timetz",
+    "timestamp",
+    "timestamptz",
+    "interval",
+    "bit",
+    "varbit",
+    "uuid",
+    "inet",
+    "cidr",
+    "macaddr",
+    "macaddr8",
+    "json",
+    "jsonb",
+    "point",
+    "lseg",
+    "box",
+    "path",
+    "polygon",
+    "line",
+    "circle",
+    "pg_lsn",
+];
+
 /// The integer types a key range can be taken on.
 const INTEGER_TYPES: &[&str] = &["int2", "int4", "int8"];
 
 /// The type facts of each live column of a table: base type (domains
 /// resolved one level), its send function, the array element's base type.
 const COLUMN_TYPES_SQL: &str = "SELECT a.attname::text, bt.typname::text, \
-       bt.typnamespace = 'pg_catalog'::regnamespace, bt.typsend::text, bt.typcategory = 'A', \
+       bt.typnamespace = 'pg_catalog'::regnamespace, et.typsend::text, bt.typcategory = 'A', \
        et.typname::text, COALESCE(et.typnamespace = 'pg_catalog'::regnamespace, false) \
      FROM pg_attribute a \
      JOIN pg_type t ON t.oid = a.atttypid \
@@ -64,19 +112,29 @@ pub(crate) struct Column {
 }
 
 /// The expression for a column of base type `base` (in `pg_catalog` when
-/// `builtin`), sent by `send`, an array of `elem` when `array`.
+/// `builtin`), an array of `elem` (sent by `elem_send`) when `array`.
 fn column_expr(
     quoted: &str,
-    (base, builtin, send): (&str, bool, &str),
-    (array, elem, elem_builtin): (bool, Option<&str>, bool),
+    (base, builtin): (&str, bool),
+    (array, elem, elem_builtin, elem_send): (bool, Option<&str>, bool, &str),
 ) -> String {
-    if builtin && FLOAT_OUTPUT_TYPES.contains(&base) {
-        format!("{send}({quoted})")
-    } else if array && elem_builtin && elem.is_some_and(|e| FLOAT_OUTPUT_TYPES.contains(&e)) {
-        format!("array_send({quoted})")
-    } else {
+    if array && elem_builtin && elem.is_some_and(|e| FLOAT_OUTPUT_TYPES.contains(&e)) {
+        // Dimensions, then each element's bytes in storage order (N: NULL).
+        format!(
+            "CASE WHEN {quoted} IS NULL THEN NULL ELSE COALESCE(array_dims({quoted}), '') || ':' || \
+             array_to_string(ARRAY(SELECT COALESCE(encode({elem_send}(e), 'hex'), 'N') \
+             FROM unnest({quoted}) WITH ORDINALITY u(e, i) ORDER BY i), ',') END"
+        )
+    } else if builtin && !array && BINARY_TYPES.contains(&base) {
         quoted.to_string()
+    } else {
+        format!("{quoted}::text")
     }
+}
+
+/// The expression that names a row's key column in reports: its text.
+pub(crate) fn key_expr(column: &str) -> String {
+    format!("{}::text", quote_ident(column))
 }
 
 /// The compared columns of `info` on the server `client` is connected to:
@@ -98,15 +156,20 @@ pub(crate) async fn columns(
         let name: String = row.get(0);
         let base: String = row.get(1);
         let builtin: bool = row.get(2);
-        let send: String = row.get(3);
+        let elem_send: Option<String> = row.get(3);
         let array: bool = row.get(4);
         let elem: Option<String> = row.get(5);
         let elem_builtin: bool = row.get(6);
         let quoted = quote_ident(&name);
         let expr = column_expr(
             &quoted,
-            (&base, builtin, &send),
-            (array, elem.as_deref(), elem_builtin),
+            (&base, builtin),
+            (
+                array,
+                elem.as_deref(),
+                elem_builtin,
+                elem_send.as_deref().unwrap_or("-"),
+            ),
         );
         let integer = builtin && INTEGER_TYPES.contains(&base.as_str());
         facts.insert(name, (expr, integer));
@@ -160,41 +223,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn float_output_types_are_read_in_binary() {
+    fn portable_builtins_are_read_in_binary_everything_else_as_text() {
+        let plain = (false, None, false, "-");
         let cases = [
+            (("float8", true), plain, "\"x\""),
+            (("timestamptz", true), plain, "\"x\""),
+            (("numeric", true), plain, "\"x\""),
+            (("point", true), plain, "\"x\""),
+            (("regclass", true), plain, "\"x\"::text"),
             (
-                ("float8", true, "float8send"),
-                (false, None, false),
-                "float8send(\"x\")",
+                ("_int4", true),
+                (true, Some("int4"), true, "int4send"),
+                "\"x\"::text",
             ),
-            (
-                ("float4", true, "float4send"),
-                (false, None, false),
-                "float4send(\"x\")",
-            ),
-            (
-                ("point", true, "point_send"),
-                (false, None, false),
-                "point_send(\"x\")",
-            ),
-            (
-                ("_float8", true, "array_send"),
-                (true, Some("float8"), true),
-                "array_send(\"x\")",
-            ),
-            (
-                ("numeric", true, "numeric_send"),
-                (false, None, false),
-                "\"x\"",
-            ),
-            (
-                ("_int4", true, "array_send"),
-                (true, Some("int4"), true),
-                "\"x\"",
-            ),
-            (("text", true, "textsend"), (false, None, false), "\"x\""),
+            (("mood", false), plain, "\"x\"::text"),
             // A user type that happens to be called float8 is not the built-in.
-            (("float8", false, "my_send"), (false, None, false), "\"x\""),
+            (("float8", false), plain, "\"x\"::text"),
         ];
         for (base, array, want) in cases {
             assert_eq!(
@@ -203,5 +247,17 @@ mod tests {
                 "{base:?} {array:?}"
             );
         }
+        let floats = column_expr(
+            "\"x\"",
+            ("_float8", true),
+            (true, Some("float8"), true, "float8send"),
+        );
+        assert!(
+            floats.starts_with(
+                "CASE WHEN \"x\" IS NULL THEN NULL ELSE COALESCE(array_dims(\"x\"), '')"
+            ),
+            "{floats}"
+        );
+        assert!(floats.contains("encode(float8send(e), 'hex')"), "{floats}");
     }
 }

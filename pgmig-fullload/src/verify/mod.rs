@@ -223,6 +223,16 @@ pub enum VerifyError {
         /// Whether replay was paused.
         paused: bool,
     },
+    /// A server sent something verification cannot read.
+    #[error("unexpected data from the {side} for {what}: {detail}")]
+    Protocol {
+        /// The side's name.
+        side: String,
+        /// What pgmig was doing.
+        what: String,
+        /// What was odd.
+        detail: String,
+    },
     /// Bad options.
     #[error("{0}")]
     Usage(String),
@@ -738,21 +748,9 @@ fn align(info: TableInfo, lcols: Vec<Column>, rcols: Vec<Column>) -> TablePlan {
     {
         key.clear();
     }
-    let expr_of = |k: &String, right: bool| {
-        columns
-            .iter()
-            .find(|(l, _)| &l.name == k)
-            .map(|(l, r)| {
-                if right {
-                    r.expr.clone()
-                } else {
-                    l.expr.clone()
-                }
-            })
-            .unwrap_or_default()
-    };
-    let key_left = key.iter().map(|k| expr_of(k, false)).collect();
-    let key_right = key.iter().map(|k| expr_of(k, true)).collect();
+    // Keys are read as text on both sides: what a report shows.
+    let key_left: Vec<String> = key.iter().map(|k| columns::key_expr(k)).collect();
+    let key_right = key_left.clone();
     let lefts: Vec<Column> = columns.iter().map(|(l, _)| l.clone()).collect();
     let integer_key = columns::integer_key(&key, &lefts).is_some();
     TablePlan {
@@ -841,6 +839,7 @@ async fn worker(ctx: &Context) -> Result<Vec<UnitResult>, VerifyError> {
         session::connect(&ctx.left, ln),
         session::connect(&ctx.right, rn)
     )?;
+    let (lc, rc) = (Arc::new(lc), Arc::new(rc));
     let mut out = Vec::new();
     loop {
         if ctx.opts.cancel.is_cancelled() {
@@ -872,8 +871,8 @@ async fn worker(ctx: &Context) -> Result<Vec<UnitResult>, VerifyError> {
 
 async fn run_unit(
     ctx: &Context,
-    lc: &Client,
-    rc: &Client,
+    lc: &Arc<Client>,
+    rc: &Arc<Client>,
     unit: &Unit,
 ) -> Result<UnitResult, VerifyError> {
     let (ln, rn) = (ctx.opts.left_name.as_str(), ctx.opts.right_name.as_str());
@@ -909,10 +908,7 @@ async fn run_unit(
             let cond = range.condition();
             let lsql = checksum::copy_sql(table, &t.left_exprs(), &cond);
             let rsql = checksum::copy_sql(table, &t.right_exprs(), &cond);
-            let (l, rr): (Digest, Digest) = tokio::try_join!(
-                checksum::digest(lc, ln, table, &lsql, cancel),
-                checksum::digest(rc, rn, table, &rsql, cancel),
-            )?;
+            let (l, rr) = digest_both(ctx, lc, rc, table, lsql, rsql).await?;
             r.rows_left = Some(l.rows);
             r.rows_right = Some(rr.rows);
             if l != rr {
@@ -986,6 +982,33 @@ async fn run_unit(
     Ok(r)
 }
 
+/// Digests one chunk on both sides at once, each side on its own task (so
+/// the two streams are hashed on two threads).
+async fn digest_both(
+    ctx: &Context,
+    lc: &Arc<Client>,
+    rc: &Arc<Client>,
+    table: &QualifiedTable,
+    lsql: String,
+    rsql: String,
+) -> Result<(Digest, Digest), VerifyError> {
+    let spawn = |client: &Arc<Client>, side: &str, sql: String| {
+        let (client, side, table) = (Arc::clone(client), side.to_string(), table.clone());
+        let cancel = ctx.opts.cancel.clone();
+        tokio::spawn(
+            async move { checksum::digest(&client, &side, &table, &sql, &cancel).await }
+                .in_current_span(),
+        )
+    };
+    let left = spawn(lc, &ctx.opts.left_name, lsql);
+    let right = spawn(rc, &ctx.opts.right_name, rsql);
+    let (l, r) = tokio::join!(left, right);
+    let joined = |j: Result<Result<Digest, VerifyError>, tokio::task::JoinError>| {
+        j.map_err(|e| VerifyError::Worker(e.to_string()))?
+    };
+    Ok((joined(l)?, joined(r)?))
+}
+
 /// The two sides of table `t` for a drill-down.
 fn drill_sides<'a>(
     ctx: &'a Context,
@@ -1024,8 +1047,8 @@ const NARROW_FANOUT: u64 = 16;
 /// reported without keys, with a note.
 async fn locate(
     ctx: &Context,
-    lc: &Client,
-    rc: &Client,
+    lc: &Arc<Client>,
+    rc: &Arc<Client>,
     t: &TablePlan,
     range: &KeyRange,
     rows: u64,
@@ -1092,10 +1115,7 @@ async fn locate(
             let cond = part.condition();
             let lsql = checksum::copy_sql(table, &t.left_exprs(), &cond);
             let rsql = checksum::copy_sql(table, &t.right_exprs(), &cond);
-            let (l, rr) = tokio::try_join!(
-                checksum::digest(lc, ln, table, &lsql, cancel),
-                checksum::digest(rc, rn, table, &rsql, cancel),
-            )?;
+            let (l, rr) = digest_both(ctx, lc, rc, table, lsql, rsql).await?;
             if l != rr {
                 todo.push((part, l.rows.max(rr.rows)));
             }
