@@ -594,7 +594,8 @@ fn locate_pgmig(args: &Args) -> Result<PathBuf, String> {
         .map_err(|e| format!("running cargo: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "cargo build --release -p pgmig-cli failed ({})",
+            "cargo build --release -p pgmig-cli failed ({}; the errors are above; \
+             --pgmig PATH uses a binary built earlier)",
             out.status
         ));
     }
