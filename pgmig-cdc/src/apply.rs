@@ -24,7 +24,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 use tracing::{debug, warn};
 
-use crate::error::CdcError;
+use crate::error::{CdcError, RowMismatch, ValueFailure};
 use crate::progress::RECORD_PROGRESS_SQL;
 use crate::table::{
     TargetColumn, TargetTable, delete_sql, insert_sql, load_table, truncate_sql, update_sql,
@@ -58,6 +58,10 @@ pub(crate) struct Applied {
     /// Row changes (and truncates) applied.
     pub changes: u64,
 }
+
+/// A row's key: its columns, their values as text, and the key as JSON
+/// for messages.
+type Key<'t> = (Vec<&'t TargetColumn>, Vec<Option<String>>, String);
 
 /// Applies one slot's transactions to the target, on one connection.
 pub(crate) struct Applier {
@@ -198,14 +202,14 @@ impl Applier {
                 if let Some(check) = &op.check
                     && rows != 1
                 {
-                    return Err(CdcError::RowMismatch {
+                    return Err(CdcError::RowMismatch(Box::new(RowMismatch {
                         slot: self.slot.clone(),
                         table: check.table.clone(),
                         op: check.op,
                         key: check.key.clone(),
                         rows,
                         end_lsn: check.end_lsn,
-                    });
+                    })));
                 }
             }
         }
@@ -320,12 +324,14 @@ impl Applier {
         value
             .map(|d| text_value(d, column.shape))
             .transpose()
-            .map_err(|source| CdcError::Value {
-                slot: self.slot.clone(),
-                table: table.table.clone(),
-                column: column.name.clone(),
-                end_lsn,
-                source,
+            .map_err(|source| {
+                CdcError::Value(Box::new(ValueFailure {
+                    slot: self.slot.clone(),
+                    table: table.table.clone(),
+                    column: column.name.clone(),
+                    end_lsn,
+                    source,
+                }))
             })
     }
 
@@ -354,7 +360,7 @@ impl Applier {
         tuple: &Tuple,
         op: &'static str,
         end_lsn: Lsn,
-    ) -> Result<(Vec<&'t TargetColumn>, Vec<Option<String>>, String), CdcError> {
+    ) -> Result<Key<'t>, CdcError> {
         if table.key.is_empty() {
             return Err(CdcError::NoKey {
                 slot: self.slot.clone(),

@@ -100,41 +100,13 @@ pub enum CdcError {
     },
 
     /// A value could not be turned into text input for its column.
-    #[error("slot {slot}: column {column:?} of {table} in the transaction ending at {end_lsn}")]
-    Value {
-        /// The slot.
-        slot: String,
-        /// The table.
-        table: QualifiedTable,
-        /// The column.
-        column: String,
-        /// The transaction's commit end LSN.
-        end_lsn: Lsn,
-        /// What is wrong.
-        #[source]
-        source: ValueError,
-    },
+    #[error(transparent)]
+    Value(Box<ValueFailure>),
 
     /// An UPDATE or DELETE found no row (or several) by its key: the target
     /// differs from the source.
-    #[error(
-        "slot {slot}: {op} on {table} with key {key} matched {rows} rows on the target, not 1 \
-         (transaction ending at {end_lsn}); the target differs from the source"
-    )]
-    RowMismatch {
-        /// The slot.
-        slot: String,
-        /// The table.
-        table: QualifiedTable,
-        /// `update` or `delete`.
-        op: &'static str,
-        /// The key as JSON.
-        key: String,
-        /// Rows matched.
-        rows: u64,
-        /// The transaction's commit end LSN.
-        end_lsn: Lsn,
-    },
+    #[error(transparent)]
+    RowMismatch(Box<RowMismatch>),
 
     /// A message the applier cannot apply (queued SQL, unknown actions).
     #[error("slot {slot}: cannot apply {what} in the transaction ending at {end_lsn}")]
@@ -162,6 +134,44 @@ pub enum CdcError {
     /// The applier was cancelled.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// A value that could not be turned into text input for its column.
+#[derive(Debug, thiserror::Error)]
+#[error("slot {slot}: column {column:?} of {table} in the transaction ending at {end_lsn}")]
+pub struct ValueFailure {
+    /// The slot.
+    pub slot: String,
+    /// The table.
+    pub table: QualifiedTable,
+    /// The column.
+    pub column: String,
+    /// The transaction's commit end LSN.
+    pub end_lsn: Lsn,
+    /// What is wrong.
+    #[source]
+    pub source: ValueError,
+}
+
+/// An UPDATE or DELETE that did not match exactly one target row.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "slot {slot}: {op} on {table} with key {key} matched {rows} rows on the target, not 1 \
+     (transaction ending at {end_lsn}); the target differs from the source"
+)]
+pub struct RowMismatch {
+    /// The slot.
+    pub slot: String,
+    /// The table.
+    pub table: QualifiedTable,
+    /// `update` or `delete`.
+    pub op: &'static str,
+    /// The key as JSON.
+    pub key: String,
+    /// Rows matched.
+    pub rows: u64,
+    /// The transaction's commit end LSN.
+    pub end_lsn: Lsn,
 }
 
 impl CdcError {

@@ -1,0 +1,434 @@
+//! `pgmig cdc` and `pgmig cutover` through the real binary, on real servers.
+//!
+//! A write load (inserts, updates that leave a TOASTed column alone and
+//! updates that change it, deletes, primary-key changes, truncates, tables
+//! with and without primary keys, many types) runs on the source from before
+//! `setup` until the cutover; `cdc --until-caught-up`, a follow-mode `cdc`
+//! killed with SIGKILL mid-stream and a restarted one apply it, `cutover`
+//! says GO, and afterwards every table is identical on source and target by
+//! checksum and every sequence is at or ahead of the source's. A slot
+//! created after P makes `cdc` refuse to start.
+
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pgmig_testkit::{Cluster, Lab, skip_unless_available};
+use tokio::process::Command;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+const DATA: &str = r#"
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TYPE pair AS (a int, b text);
+CREATE TABLE public.accounts (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    balance numeric(14,2),
+    tags text[],
+    meta jsonb,
+    blob bytea,
+    doc text,
+    counter int NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now());
+ALTER TABLE public.accounts ALTER COLUMN doc SET STORAGE EXTERNAL;
+INSERT INTO public.accounts (name, balance, tags, meta, blob, doc)
+  SELECT 'n' || g, g * 1.25, ARRAY['a' || g, 'b,"c"', NULL], jsonb_build_object('g', g, 's', 'x"y'),
+         decode(md5(g::text), 'hex'), repeat(md5(g::text), 80)
+  FROM generate_series(1, 5000) g;
+CREATE SCHEMA "Shop";
+CREATE TABLE "Shop"."Order Items" (
+    order_id int, line int, qty int NOT NULL, note text,
+    total int GENERATED ALWAYS AS (qty * 2) STORED,
+    PRIMARY KEY (order_id, line));
+INSERT INTO "Shop"."Order Items" (order_id, line, qty, note)
+  SELECT g / 3, g % 3, g, E'tab\there ünï' FROM generate_series(0, 2999) g;
+CREATE TABLE public.events (ts timestamptz NOT NULL DEFAULT now(), kind text, payload json);
+INSERT INTO public.events (kind, payload) SELECT 'k' || g, '{"b": 2, "a": [1, 2]}' FROM generate_series(1, 2000) g;
+CREATE TABLE public.scratch (id int, v text);
+CREATE TABLE public.types (
+    id int PRIMARY KEY,
+    big numeric(40,10), f8 float8, f4 float4, m money, iv interval, ip inet, u uuid, d date,
+    ts timestamp, md mood, pr pair, grid int[], moods mood[], js jsonb, jsons jsonb[], bits bit varying(16),
+    flag boolean, t text);
+"#;
+
+/// One iteration of the write load, `$1` the iteration number.
+const WRITES: &[&str] = &[
+    "INSERT INTO public.accounts (name, balance, tags, meta, blob, doc) \
+     VALUES ('w' || $1, $1 * 0.5, ARRAY['t' || $1, NULL, 'q\"u,o'], jsonb_build_object('i', $1, 'n', null), \
+             decode(md5($1::text), 'hex'), repeat(md5($1::text), 70))",
+    // Leaves the TOASTed doc alone: pglogical omits it from the new tuple.
+    "UPDATE public.accounts SET counter = counter + 1, balance = balance + 1, updated_at = now() \
+     WHERE id = 1 + ($1 * 7919) % (SELECT max(id) FROM public.accounts)",
+    "INSERT INTO public.events (kind, payload) VALUES ('w' || $1, json_build_object('i', $1, 'x', 'y'))",
+    "INSERT INTO \"Shop\".\"Order Items\" (order_id, line, qty, note) VALUES (100000 + $1, 1, $1, 'new')",
+    "UPDATE \"Shop\".\"Order Items\" SET qty = qty + 1 WHERE order_id = ($1 * 31) % 1000 AND line = 1",
+    "INSERT INTO public.scratch VALUES ($1, 'v' || $1)",
+];
+
+/// Every third iteration.
+const WRITES_3: &[&str] = &[
+    // Changes the TOASTed doc.
+    "UPDATE public.accounts SET doc = repeat(md5(($1 * 3)::text), 90) \
+     WHERE id = 1 + ($1 * 104729) % (SELECT max(id) FROM public.accounts)",
+    "DELETE FROM public.accounts WHERE id = (SELECT min(id) FROM public.accounts WHERE id > ($1 * 13) % 5000)",
+    // A primary-key change: the old key arrives in oldtuple.
+    "UPDATE \"Shop\".\"Order Items\" SET line = line + 10 WHERE order_id = 100000 + $1 - 3 AND line = 1",
+    "INSERT INTO public.types VALUES ($1, 12345678901234567890.0123456789 + $1, 1.0 / ($1 + 3), 'NaN', \
+       $1 * 1.5, make_interval(days => $1, secs => 1.5), '10.0.0.1/24', md5($1::text)::uuid, \
+       date '2024-02-29' + $1, timestamp '2024-01-01 10:00:00.123456' + make_interval(mins => $1), \
+       'happy', ROW($1, 'p,\"q\"')::pair, ARRAY[[$1, 2], [3, NULL]], ARRAY['sad', 'ok']::mood[], \
+       to_jsonb('s' || $1), ARRAY['{\"a\": 1}'::jsonb, '[1, 2]', '\"x\"'], B'1011', $1 % 2 = 0, E'line\\nbreak')",
+    "UPDATE public.types SET f8 = f8 * 2, js = '{\"deep\": {\"k\": [true, null]}}', pr = ROW(NULL, 'z')::pair \
+     WHERE id = $1 - 3",
+];
+
+/// Every 25th iteration.
+const WRITES_25: &[&str] = &[
+    "TRUNCATE public.scratch",
+    "DELETE FROM public.types WHERE id = $1 - 12",
+    "DELETE FROM \"Shop\".\"Order Items\" WHERE order_id = ($1 * 17) % 1000",
+];
+
+struct Lab3 {
+    source: Cluster,
+    replica: Cluster,
+    target: Cluster,
+    db: String,
+    target_db: String,
+}
+
+impl Lab3 {
+    async fn start(data: &str) -> Lab3 {
+        let source = Lab::source_pg15().await.expect("source");
+        let (replica, target) = tokio::join!(source.create_replica(), Cluster::primary(15));
+        let (replica, target) = (replica.expect("replica"), target.expect("target"));
+        let db = source.create_database("app").await.unwrap();
+        source.execute(&db, data).await.unwrap();
+        let target_db = target.create_database("target").await.unwrap();
+        let head = source.current_wal_lsn().await.unwrap();
+        replica.wait_for_replay(head, WAIT).await.unwrap();
+        Lab3 {
+            source,
+            replica,
+            target,
+            db,
+            target_db,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pgmig"));
+        c.args(args)
+            .env("PGMIG_SOURCE", self.source.conninfo(&self.db))
+            .env("PGMIG_REPLICA", self.replica.conninfo(&self.db))
+            .env("PGMIG_TARGET", self.target.conninfo(&self.target_db))
+            .env_remove("RUST_LOG")
+            .current_dir(std::env::temp_dir())
+            .kill_on_drop(true);
+        c
+    }
+
+    async fn pgmig(&self, args: &[&str]) -> Output {
+        self.command(args).output().await.expect("run pgmig")
+    }
+
+    async fn target_sql(&self, sql: &str) -> String {
+        self.target
+            .query_one_string(&self.target_db, sql)
+            .await
+            .unwrap()
+    }
+
+    async fn source_sql(&self, sql: &str) -> String {
+        self.source.query_one_string(&self.db, sql).await.unwrap()
+    }
+
+    async fn digest(cluster: &Cluster, db: &str, table: &str) -> String {
+        cluster
+            .query_one_string(
+                db,
+                &format!(
+                    "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') \
+                     FROM {table} t"
+                ),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Transactions applied so far, over every slot.
+    async fn applied(&self) -> i64 {
+        self.target_sql("SELECT coalesce(sum(transactions), 0)::text FROM pgmig.cdc_progress")
+            .await
+            .parse()
+            .unwrap()
+    }
+
+    async fn setup_to_load(&self, slots: &str) {
+        assert_ok(
+            &self.pgmig(&["setup", "--yes", "--slots", slots]).await,
+            "setup",
+        );
+        assert_ok(&self.pgmig(&["snapshot"]).await, "snapshot");
+        assert_ok(&self.pgmig(&["schema", "--no-owner"]).await, "schema");
+        assert_ok(&self.pgmig(&["load", "--jobs", "2"]).await, "load");
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn assert_ok(o: &Output, what: &str) {
+    assert_eq!(o.status.code(), Some(0), "{what}\n{}", text(o));
+}
+
+/// The write load: one source transaction per iteration, several changes
+/// each, until `stop`.
+struct WriteLoad {
+    stop: Arc<AtomicBool>,
+    iterations: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WriteLoad {
+    async fn start(lab: &Lab3) -> WriteLoad {
+        let client = lab.source.connect(&lab.db).await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let iterations = Arc::new(AtomicU64::new(0));
+        let (s, n) = (stop.clone(), iterations.clone());
+        let task = tokio::spawn(async move {
+            let mut i: i32 = 10;
+            while !s.load(Ordering::Relaxed) {
+                client.batch_execute("BEGIN").await.unwrap();
+                let mut statements: Vec<&str> = WRITES.to_vec();
+                if i % 3 == 0 {
+                    statements.extend(WRITES_3);
+                }
+                if i % 25 == 0 {
+                    statements.extend(WRITES_25);
+                }
+                for sql in statements {
+                    let sql = sql.replace("$1", &format!("({i})"));
+                    client
+                        .batch_execute(&sql)
+                        .await
+                        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+                }
+                client.batch_execute("COMMIT").await.unwrap();
+                n.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        WriteLoad {
+            stop,
+            iterations,
+            task,
+        }
+    }
+
+    async fn wait_for(&self, more: u64) {
+        let start = self.iterations.load(Ordering::Relaxed);
+        let deadline = Instant::now() + WAIT;
+        while self.iterations.load(Ordering::Relaxed) < start + more {
+            assert!(!self.task.is_finished(), "the write load failed");
+            assert!(Instant::now() < deadline, "the write load is stuck");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the write load failed");
+        self.iterations.load(Ordering::Relaxed)
+    }
+}
+
+const TABLES: &[&str] = &[
+    "public.accounts",
+    r#""Shop"."Order Items""#,
+    "public.events",
+    "public.scratch",
+    "public.types",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdc_under_write_load_killed_and_restarted_then_cutover_is_identical() {
+    skip_unless_available!(pglogical);
+    let lab = Lab3::start(DATA).await;
+    let writes = WriteLoad::start(&lab).await;
+    writes.wait_for(20).await;
+    lab.setup_to_load("2").await;
+    writes.wait_for(100).await;
+
+    // Catch up once, under the write load.
+    let started = Instant::now();
+    let first = lab.pgmig(&["--json", "cdc", "--until-caught-up"]).await;
+    assert_ok(&first, "cdc --until-caught-up");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(result["event"], "result");
+    let slots = result["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 2, "{result}");
+    let changes: u64 = slots.iter().map(|s| s["changes"].as_u64().unwrap()).sum();
+    assert!(slots.iter().all(|s| s["caught_up"] == true), "{result}");
+    assert!(changes > 0, "{result}");
+    eprintln!(
+        "first catch-up: {changes} changes in {:.1} s ({:.0} changes/s, whole command)",
+        started.elapsed().as_secs_f64(),
+        changes as f64 / started.elapsed().as_secs_f64()
+    );
+
+    // Follow mode, killed with SIGKILL while applying small batches.
+    let mut child = lab
+        .command(&["cdc", "--batch", "50", "--poll-ms", "50"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn pgmig cdc");
+    let before = lab.applied().await;
+    let deadline = Instant::now() + WAIT;
+    while lab.applied().await < before + 30 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "cdc ended before it was killed"
+        );
+        assert!(Instant::now() < deadline, "cdc applied nothing in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.unwrap();
+
+    // Restarted, it continues where the target stands, exactly once.
+    let mut child = lab
+        .command(&["cdc", "--batch", "500", "--poll-ms", "50"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pgmig cdc again");
+    let before = lab.applied().await;
+    writes.wait_for(50).await;
+    let deadline = Instant::now() + WAIT;
+    while lab.applied().await < before + 20 {
+        assert!(child.try_wait().unwrap().is_none(), "restarted cdc ended");
+        assert!(
+            Instant::now() < deadline,
+            "restarted cdc applied nothing in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let iterations = writes.stop().await;
+    // SIGTERM stops it cleanly.
+    let pid = child.id().unwrap();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let stopped = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("cdc stops on SIGTERM")
+        .unwrap();
+    assert_ok(&stopped, "cdc stopped by SIGTERM");
+
+    // Cutover: catches up the rest, sets sequences, verifies: GO.
+    let cut = lab.pgmig(&["cutover"]).await;
+    assert_ok(&cut, "cutover");
+    let out = String::from_utf8_lossy(&cut.stdout);
+    assert!(out.contains("\nGO: "), "{}", text(&cut));
+    eprintln!("{iterations} write iterations; cutover said:\n{out}");
+
+    for table in TABLES {
+        assert_eq!(
+            Lab3::digest(&lab.source, &lab.db, table).await,
+            Lab3::digest(&lab.target, &lab.target_db, table).await,
+            "{table}"
+        );
+    }
+    // The load really ran: rows written after P arrived through CDC.
+    assert_ne!(
+        lab.source_sql("SELECT count(*)::text FROM public.types")
+            .await,
+        "0"
+    );
+    let seq = "public.accounts_id_seq";
+    let source_seq: i64 = lab
+        .source_sql(&format!("SELECT last_value::text FROM {seq}"))
+        .await
+        .parse()
+        .unwrap();
+    let target_seq: i64 = lab
+        .target_sql(&format!("SELECT last_value::text FROM {seq}"))
+        .await
+        .parse()
+        .unwrap();
+    assert!(target_seq >= source_seq, "{target_seq} < {source_seq}");
+    // Every slot is advanced to what the target holds.
+    let progress = lab
+        .target_sql(
+            "SELECT string_agg(slot || '=' || applied_end_lsn, ',' ORDER BY slot) FROM pgmig.cdc_progress",
+        )
+        .await;
+    let confirmed = lab
+        .source_sql(
+            "SELECT string_agg(slot_name || '=' || confirmed_flush_lsn, ',' ORDER BY slot_name) \
+             FROM pg_replication_slots WHERE slot_name LIKE 'dms_slot_%'",
+        )
+        .await;
+    assert_eq!(progress, confirmed);
+
+    // A second cutover has nothing to do and still says GO.
+    let again = lab.pgmig(&["cutover"]).await;
+    assert_ok(&again, "second cutover");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_created_after_p_is_refused() {
+    skip_unless_available!(pglogical);
+    let lab = Lab3::start(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g;",
+    )
+    .await;
+    lab.setup_to_load("1").await;
+    for sql in [
+        "SELECT pg_drop_replication_slot('dms_slot_01')",
+        "INSERT INTO t VALUES (1000, 'lost')",
+        "SELECT pg_create_logical_replication_slot('dms_slot_01', 'pglogical')",
+    ] {
+        lab.source.execute(&lab.db, sql).await.unwrap();
+    }
+    let p = lab
+        .target_sql("SELECT pause_lsn::text FROM pgmig.migration")
+        .await;
+    let confirmed = lab
+        .source_sql(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'dms_slot_01'",
+        )
+        .await;
+    let refused = lab.pgmig(&["cdc", "--until-caught-up"]).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        format!(
+            "error: slot dms_slot_01 is ahead of the target: its confirmed_flush_lsn {confirmed} is after {p} \
+             (P = {p}: the slot was created after P, or another client consumed it); the changes in between \
+             are not in the slot any more, so CDC from it would lose them"
+        )
+    );
+    assert_eq!(
+        lab.target_sql("SELECT count(*)::text FROM pgmig.cdc_progress")
+            .await,
+        "0",
+        "nothing was applied"
+    );
+    assert_eq!(lab.target_sql("SELECT count(*)::text FROM t").await, "100");
+}
