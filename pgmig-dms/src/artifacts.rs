@@ -296,7 +296,7 @@ pub fn generate(plan: &Plan, p: Lsn, opts: &ArtifactOptions) -> Result<Artifacts
     }
     warnings.push(
         "DMS does not replicate TRUNCATE from PostgreSQL, nor sequence values: \
-         set the sequences at cutover (pgmig cutover does)"
+         set the target's sequences at cutover"
             .into(),
     );
     Ok(Artifacts {

@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::artifacts::Artifacts;
 use crate::error::{DmsError, Result};
 use crate::lob::LobMode;
+use crate::mapping::RuleAction;
 use crate::script;
 
 /// Writes every artifact into `dir` (created when missing) and returns the
@@ -193,6 +194,7 @@ fn readme(a: &Artifacts) -> String {
              on a command line:\n\n",
         );
         let mut vars: Vec<&str> = a.password_env.iter().map(|(_, v)| v.as_str()).collect();
+        vars.sort();
         vars.dedup();
         for v in vars {
             let _ = writeln!(s, "- `{v}`");
@@ -202,15 +204,27 @@ fn readme(a: &Artifacts) -> String {
              (`--source-secret-id`, `--target-secret-id`, `--secrets-role-arn`).\n",
         );
     }
+    let explicit = a
+        .slots
+        .iter()
+        .flat_map(|s| &s.table_mappings.rules)
+        .any(|r| r.rule_action == RuleAction::Explicit);
     s.push_str(
         "\n## What the inputs say\n\n\
          - Source endpoints: `SlotName` (the slot), `PluginName` pglogical, `CaptureDdls` false (DMS creates no \
-         event trigger or table on the source), `FailTasksOnLobTruncation` true, `SslMode` at least `require`.\n\
-         - Table mappings: one selection rule per table of the slot, names escaped for DMS patterns \
-         (`_` is written `[_]`, `%` `[%]`, `[` `[[]`), so each rule selects exactly its table.\n\
-         - Task settings: `TargetTablePrepMode` DO_NOTHING (the tables were loaded by pgmig), DDL handling off, \
-         transactional apply, LOB mode sized from the largest value measured on the source, every error policy \
-         written out.\n\
+         event trigger or table on the source), `FailTasksOnLobTruncation` true (a LOB larger than `LobMaxSize` \
+         stops the task instead of being truncated), `SslMode` at least `require`.\n",
+    );
+    s.push_str(if explicit {
+        "- Table mappings: one `explicit` selection rule per table of the slot, with the exact catalog names.\n"
+    } else {
+        "- Table mappings: one selection rule per table of the slot, names escaped for DMS patterns \
+         (`_` is written `[_]`, `%` `[%]`, `[` `[[]`), so each rule selects exactly its table.\n"
+    });
+    s.push_str(
+        "- Task settings: `TargetTablePrepMode` DO_NOTHING (the tables were loaded by pgmig), DDL handling off, \
+         transactional apply, the LOB mode in the table above, every error policy written out. \
+         `Logging.EnableLogging` needs the `dms-cloudwatch-logs-role` IAM role.\n\
          - `CreateReplicationTask`: `MigrationType` cdc, `CdcStartPosition` P. The endpoint ARNs in these files \
          are placeholders that `dms.sh` replaces on the command line with the real ones.\n\
          - A task's start position is fixed when it is created: after a stop, `dms.sh start` resumes \
