@@ -436,6 +436,57 @@ async fn missing_tables_and_columns_are_named() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_are_compared_by_leaf_and_unlogged_tables_left_out() {
+    skip_unless_available!(16);
+    let cluster = Cluster::primary(16).await.unwrap();
+    let left_db = cluster.create_database("verify_left").await.unwrap();
+    let right_db = cluster.create_database("verify_right").await.unwrap();
+    let both = "
+        CREATE TABLE parted (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+        CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
+        CREATE TABLE parted_2 PARTITION OF parted FOR VALUES FROM (100) TO (200)
+          PARTITION BY RANGE (id);
+        CREATE TABLE parted_2a PARTITION OF parted_2 FOR VALUES FROM (100) TO (200);
+        INSERT INTO parted SELECT g, 'v' || g FROM generate_series(0, 199) g;
+        CREATE UNLOGGED TABLE scratch (id int);
+        CREATE TABLE other (id int PRIMARY KEY);";
+    cluster
+        .execute(&left_db, &format!("{both} INSERT INTO scratch VALUES (1);"))
+        .await
+        .unwrap();
+    cluster
+        .execute(
+            &right_db,
+            &format!("{both} UPDATE parted SET v = 'x' WHERE id = 150;"),
+        )
+        .await
+        .unwrap();
+    let (left, right) = (conn(&cluster, &left_db), conn(&cluster, &right_db));
+    let report = verify(&left, &right, &opts(Mode::Checksums)).await.unwrap();
+    let names: Vec<String> = report.tables.iter().map(|t| t.table.to_string()).collect();
+    assert_eq!(
+        names,
+        ["public.other", "public.parted_1", "public.parted_2a"]
+    );
+    let failed: Vec<String> = report.failed().map(|t| t.table.to_string()).collect();
+    assert_eq!(failed, ["public.parted_2a"]);
+    // The plan names the root: its leaves at any depth are compared.
+    let report = verify(
+        &left,
+        &right,
+        &VerifyOptions {
+            tables: Some(vec![QualifiedTable::new("public", "parted")]),
+            ..opts(Mode::Counts)
+        },
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = report.tables.iter().map(|t| t.table.to_string()).collect();
+    assert_eq!(names, ["public.parted_1", "public.parted_2a"]);
+    assert!(report.passed);
+}
+
 /// Values whose text differs between 10 and 16 or under other settings,
 /// and values easy to confuse.
 const TYPED: &str = "
@@ -724,12 +775,14 @@ async fn checksum_cost_against_copy_to_dev_null() {
     copy_to_null(&rinfo).await;
     copy_to_null(&tinfo).await;
 
+    // Each verification right after its own baseline, three rounds: the
+    // machine is shared, so only ratios measured side by side mean much.
     let mut figures = Vec::new();
-    for round in 0..2 {
-        let one = copy_to_null(&rinfo).await;
+    for round in 0..3 {
         let (both_l, both_r) = tokio::join!(copy_to_null(&rinfo), copy_to_null(&tinfo));
         let both = both_l.max(both_r);
         for jobs in [1, 2, 4] {
+            let one = copy_to_null(&rinfo).await;
             let start = std::time::Instant::now();
             let report = verify(
                 &left,
@@ -746,16 +799,26 @@ async fn checksum_cost_against_copy_to_dev_null() {
             assert!(report.passed, "{report:#?}");
             assert_eq!(report.tables.len(), 3);
             eprintln!(
-                "round {round}: COPY to /dev/null replica {one:.2?}, both sides at once {both:.2?}; \
+                "round {round}: COPY to /dev/null replica {one:.2?} (both sides at once {both:.2?}); \
                  checksums --jobs {jobs} {took:.2?} = {:.2}x one side, {:.2}x both sides",
                 took.as_secs_f64() / one.as_secs_f64(),
                 took.as_secs_f64() / both.as_secs_f64()
             );
-            figures.push(took.as_secs_f64() / one.as_secs_f64());
+            if jobs > 1 {
+                figures.push(took.as_secs_f64() / one.as_secs_f64());
+            }
         }
     }
+    figures.sort_by(f64::total_cmp);
+    eprintln!(
+        "checksums --jobs 2/4 against COPY to /dev/null of one side: median {:.2}x",
+        figures[figures.len() / 2]
+    );
     if !cfg!(debug_assertions) {
-        let best = figures.iter().cloned().fold(f64::MAX, f64::min);
-        assert!(best <= 2.0, "checksums cost {best:.2}x COPY to /dev/null");
+        let median = figures[figures.len() / 2];
+        assert!(
+            median <= 2.0,
+            "checksums cost {median:.2}x COPY to /dev/null"
+        );
     }
 }

@@ -643,17 +643,31 @@ async fn plan_tables(
         right_tables.iter().map(|t| (&t.table, t)).collect();
     let keep = opts.filters.keeper(&left_tables);
     let wanted: Option<HashSet<&QualifiedTable>> = opts.tables.as_ref().map(|t| t.iter().collect());
+    let left_by_name: HashMap<&QualifiedTable, &TableInfo> =
+        left_tables.iter().map(|t| (&t.table, t)).collect();
+    // A table is wanted when it or one of its ancestors (a partition's
+    // parents) is named.
+    let is_wanted = |info: &TableInfo| {
+        let Some(w) = &wanted else { return true };
+        let mut t = info;
+        // Partition trees are shallow; the bound guards a corrupt catalog.
+        for _ in 0..64 {
+            if w.contains(&t.table) {
+                return true;
+            }
+            match t.parent.as_ref().and_then(|p| left_by_name.get(p)) {
+                Some(parent) => t = parent,
+                None => return false,
+            }
+        }
+        false
+    };
     let mut plans = Vec::new();
     for info in &left_tables {
-        if info.kind == TableKind::PartitionedParent || !keep(info) {
-            continue;
-        }
-        let in_plan = |t: &TableInfo| {
-            wanted.as_ref().is_none_or(|w| {
-                w.contains(&t.table) || t.parent.as_ref().is_some_and(|p| w.contains(p))
-            })
-        };
-        if !in_plan(info) {
+        // As the planner: partitioned parents hold no rows (their leaves
+        // are compared), unlogged tables are not migrated (a standby cannot
+        // even read them).
+        if !pgmig_core::plan::is_plannable(info) || !keep(info) || !is_wanted(info) {
             continue;
         }
         let Some(rinfo) = right_by_name.get(&info.table) else {
@@ -974,6 +988,7 @@ async fn run_unit(
                 merge_keys(&mut changed, found.changed, ctx.opts.max_keys);
             }
             r.rows_left = Some(keys.len() as u64);
+            r.rows_right = Some((keys.len() as u64).saturating_sub(missing.total));
             if !missing.is_empty() || !changed.is_empty() {
                 r.differences.push(Difference::Sample { missing, changed });
             }
