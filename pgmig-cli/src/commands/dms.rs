@@ -43,7 +43,7 @@ pub enum DmsCommand {
     #[command(
         after_help = "Example:\n  pgmig dms generate --out dms --replication-instance-arn arn:aws:dms:eu-west-1:123456789012:rep:ABC \\\n        --source-server prod.internal --region eu-west-1\n  cd dms && ./dms.sh create && ./dms.sh start && ./dms.sh watch"
     )]
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
 }
 
 /// TLS mode of the endpoints (`--ssl-mode`).
