@@ -21,6 +21,9 @@ use crate::{CdcEvent, CdcOptions, EventFn, SlotReport};
 /// The advisory lock an applier holds on the target for its slot.
 pub const LOCK_SQL: &str = "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pgmig cdc'), pg_catalog.hashtext($1))";
 
+/// How long a cancelled worker may take to finish the batch in flight.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// What a slot worker needs.
 #[derive(Clone)]
 pub(crate) struct SlotJob {
@@ -90,8 +93,24 @@ pub(crate) async fn run_slot(job: SlotJob) -> Result<SlotReport, CdcError> {
     let mut backoff = Duration::from_millis(250);
     loop {
         let before = (report.transactions, report.applied_end_lsn);
-        match session(&job, &mut report).await {
+        let outcome = {
+            let mut running = Box::pin(session(&job, &mut report));
+            tokio::select! {
+                r = &mut running => Some(r),
+                _ = job.cancel.cancelled() => {
+                    // Let a batch in flight commit; a connection that does not
+                    // come back is abandoned (its transaction rolls back).
+                    tokio::time::timeout(STOP_GRACE, &mut running).await.ok()
+                }
+            }
+        };
+        let Some(outcome) = outcome else {
+            return Ok(report);
+        };
+        match outcome {
             Ok(()) => return Ok(report),
+            // Stopping on request is not a failure, wherever it happens.
+            Err(CdcError::Cancelled) if job.cancel.is_cancelled() => return Ok(report),
             Err(e) if e.is_transient() && !job.cancel.is_cancelled() => {
                 if (report.transactions, report.applied_end_lsn) != before {
                     failing_since = None;
@@ -108,7 +127,7 @@ pub(crate) async fn run_slot(job: SlotJob) -> Result<SlotReport, CdcError> {
                     error: error_chain(&e),
                 });
                 tokio::select! {
-                    _ = job.cancel.cancelled() => return Err(CdcError::Cancelled),
+                    _ = job.cancel.cancelled() => return Ok(report),
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));

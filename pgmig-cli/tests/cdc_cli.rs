@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pgmig_testkit::{Cluster, Lab, skip_unless_available};
+use pgmig_testkit::{Cluster, Lab, StopMode, skip_unless_available};
 use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -199,31 +199,41 @@ struct WriteLoad {
 }
 
 impl WriteLoad {
+    /// Starts the load. A lost connection (a restarted source) is
+    /// re-established; the interrupted iteration is abandoned.
     async fn start(lab: &Lab3) -> WriteLoad {
-        let client = lab.source.connect(&lab.db).await.unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let iterations = Arc::new(AtomicU64::new(0));
         let (s, n) = (stop.clone(), iterations.clone());
+        let source = lab.source.conninfo(&lab.db);
         let task = tokio::spawn(async move {
             let mut i: i32 = 10;
+            let mut client: Option<tokio_postgres::Client> = None;
             while !s.load(Ordering::Relaxed) {
-                client.batch_execute("BEGIN").await.unwrap();
-                let mut statements: Vec<&str> = WRITES.to_vec();
-                if i % 3 == 0 {
-                    statements.extend(WRITES_3);
+                if client.as_ref().is_none_or(|c| c.is_closed()) {
+                    match tokio_postgres::connect(&source, tokio_postgres::NoTls).await {
+                        Ok((c, conn)) => {
+                            tokio::spawn(conn);
+                            client = Some(c);
+                        }
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    }
                 }
-                if i % 25 == 0 {
-                    statements.extend(WRITES_25);
+                let c = client.as_ref().unwrap();
+                match iteration(c, i).await {
+                    Ok(()) => {
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e)
+                        if e.is_closed() || e.code().is_none_or(|c| c.code().starts_with("57")) =>
+                    {
+                        client = None;
+                    }
+                    Err(e) => panic!("write load iteration {i}: {e:?}"),
                 }
-                for sql in statements {
-                    let sql = sql.replace("$1", &format!("({i})"));
-                    client
-                        .batch_execute(&sql)
-                        .await
-                        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-                }
-                client.batch_execute("COMMIT").await.unwrap();
-                n.fetch_add(1, Ordering::Relaxed);
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -250,6 +260,24 @@ impl WriteLoad {
         self.task.await.expect("the write load failed");
         self.iterations.load(Ordering::Relaxed)
     }
+}
+
+/// One source transaction of the write load.
+async fn iteration(client: &tokio_postgres::Client, i: i32) -> Result<(), tokio_postgres::Error> {
+    let mut statements: Vec<&str> = WRITES.to_vec();
+    if i % 3 == 0 {
+        statements.extend(WRITES_3);
+    }
+    if i % 25 == 0 {
+        statements.extend(WRITES_25);
+    }
+    let mut sql = String::from("BEGIN;");
+    for st in statements {
+        sql.push_str(&st.replace("$1", &format!("({i})")));
+        sql.push(';');
+    }
+    sql.push_str("COMMIT;");
+    client.batch_execute(&sql).await
 }
 
 const TABLES: &[&str] = &[
@@ -431,4 +459,135 @@ async fn a_slot_created_after_p_is_refused() {
         "nothing was applied"
     );
     assert_eq!(lab.target_sql("SELECT count(*)::text FROM t").await, "100");
+}
+
+/// Changes in the bulk backlog of [`bulk_backlog_then_crashes_of_target_and_source`].
+const BULK: &[(&str, u64)] = &[
+    (
+        "INSERT INTO public.accounts (name, balance, tags, meta, blob, doc) \
+         SELECT 'bulk' || g, g, ARRAY['x'], jsonb_build_object('g', g), '\\x00ff', 'short' \
+         FROM generate_series(($1 - 1) * 500 + 1, $1 * 500) g",
+        500,
+    ),
+    (
+        "UPDATE public.accounts SET counter = counter + 1 WHERE id BETWEEN ($1 - 1) * 200 + 1 AND $1 * 200",
+        200,
+    ),
+    (
+        "DELETE FROM \"Shop\".\"Order Items\" WHERE order_id * 3 + line BETWEEN ($1 - 1) * 20 AND $1 * 20 - 1",
+        20,
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_backlog_then_crashes_of_target_and_source() {
+    skip_unless_available!(pglogical);
+    let lab = Lab3::start(DATA).await;
+    lab.setup_to_load("2").await;
+
+    // A backlog after P: 100 transactions of each kind.
+    let client = lab.source.connect(&lab.db).await.unwrap();
+    let mut expected = 0;
+    for n in 1..=100 {
+        for (sql, changes) in BULK {
+            client
+                .batch_execute(&sql.replace("$1", &n.to_string()))
+                .await
+                .unwrap();
+            expected += changes;
+        }
+    }
+    drop(client);
+    let caught = lab.pgmig(&["--json", "cdc", "--until-caught-up"]).await;
+    assert_ok(&caught, "cdc --until-caught-up");
+    let stdout = String::from_utf8_lossy(&caught.stdout);
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let changes: u64 = result["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["changes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(changes, expected, "{result}");
+    let ms = result["elapsed_ms"].as_u64().unwrap().max(1);
+    eprintln!(
+        "bulk backlog: {changes} changes applied in {:.2} s: {:.0} changes/s",
+        ms as f64 / 1000.0,
+        changes as f64 * 1000.0 / ms as f64
+    );
+    for table in TABLES {
+        assert_eq!(
+            Lab3::digest(&lab.source, &lab.db, table).await,
+            Lab3::digest(&lab.target, &lab.target_db, table).await,
+            "{table} after the backlog"
+        );
+    }
+
+    // Follow mode under the write load, through a crash of the target and
+    // then of the source.
+    let writes = WriteLoad::start(&lab).await;
+    let mut child = lab
+        .command(&["cdc", "--batch", "200", "--poll-ms", "50"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pgmig cdc");
+    let wait_applied = |more: i64| {
+        let lab = &lab;
+        async move {
+            let before = lab.applied().await;
+            let deadline = Instant::now() + WAIT;
+            while lab.applied().await < before + more {
+                assert!(Instant::now() < deadline, "cdc applied nothing in time");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_applied(20).await;
+    lab.target.stop(StopMode::Immediate).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lab.target.start().await.unwrap();
+    wait_applied(20).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "cdc ended after the target crash"
+    );
+    lab.source.stop(StopMode::Immediate).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lab.source.start().await.unwrap();
+    writes.wait_for(30).await;
+    wait_applied(20).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "cdc ended after the source crash"
+    );
+    writes.stop().await;
+    let pid = child.id().unwrap();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let stopped = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("cdc stops on SIGTERM")
+        .unwrap();
+    assert_ok(&stopped, "cdc stopped by SIGTERM");
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(stderr.contains("reconnecting"), "{}", text(&stopped));
+
+    let cut = lab.pgmig(&["cutover"]).await;
+    assert_ok(&cut, "cutover");
+    assert!(
+        String::from_utf8_lossy(&cut.stdout).contains("\nGO: "),
+        "{}",
+        text(&cut)
+    );
+    for table in TABLES {
+        assert_eq!(
+            Lab3::digest(&lab.source, &lab.db, table).await,
+            Lab3::digest(&lab.target, &lab.target_db, table).await,
+            "{table}"
+        );
+    }
 }
