@@ -151,6 +151,14 @@ pub enum Command {
     /// Cutover: wait for zero lag, set the sequences, verify, print GO or NO-GO.
     #[command(after_help = "Example:\n  pgmig cutover")]
     Cutover(crate::commands::cdc::CutoverArgs),
+    /// Where the migration stands: step, P, slot lag and retained WAL, load
+    /// and CDC progress.
+    #[command(after_help = "Example:\n  pgmig status\n  pgmig status --watch 5\n  pgmig --json status")]
+    Status(crate::commands::status::StatusArgs),
+    /// Drop exactly what pgmig created: slots, sets, node, the pgmig schema
+    /// in the target. Asks first; --dry-run prints the SQL.
+    #[command(after_help = "Example:\n  pgmig cleanup --dry-run\n  pgmig cleanup --yes")]
+    Cleanup(crate::commands::cleanup::CleanupArgs),
     /// Step 11: resume WAL replay on the maintenance replica and confirm it.
     #[command(after_help = "Example:\n  pgmig resume-replica")]
     ResumeReplica,

@@ -2,6 +2,7 @@
 
 pub mod cdc;
 mod check;
+pub mod cleanup;
 mod common;
 mod demo;
 pub mod dms;
@@ -11,6 +12,7 @@ mod plan;
 mod schema;
 mod setup;
 mod snapshot;
+pub mod status;
 pub mod verify;
 
 use crate::cli::{Cli, Command, LsnCommand};
@@ -34,6 +36,8 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Dms(cmd) => dms::run(global, cmd).await,
         Command::Cdc(args) => cdc::run(global, args).await,
         Command::Cutover(args) => cdc::cutover(global, args).await,
+        Command::Status(args) => status::run(global, args).await,
+        Command::Cleanup(args) => cleanup::run(global, args).await,
         Command::ResumeReplica => snapshot::resume(global).await,
         Command::Demo => Ok(demo::run()),
     }
