@@ -27,7 +27,8 @@ use tracing::{debug, warn};
 use crate::error::{CdcError, RowMismatch, ValueFailure};
 use crate::progress::RECORD_PROGRESS_SQL;
 use crate::table::{
-    TargetColumn, TargetTable, delete_sql, insert_sql, load_table, truncate_sql, update_sql,
+    TargetColumn, TargetTable, delete_sql, insert_rows_sql, insert_sql, load_table, truncate_sql,
+    update_sql,
 };
 use crate::value::text_value;
 
@@ -41,6 +42,73 @@ struct Op {
     params: Vec<Option<String>>,
     /// For UPDATE and DELETE: must touch exactly one row.
     check: Option<RowCheck>,
+    /// For a one-row INSERT: its table and columns (indexes into the
+    /// table's), so that a run of them can become one multi-row INSERT.
+    insert: Option<(Arc<TargetTable>, Vec<usize>)>,
+}
+
+/// Most rows in one multi-row INSERT.
+const MAX_INSERT_ROWS: usize = 100;
+/// Most parameters in one multi-row INSERT.
+const MAX_INSERT_PARAMS: usize = 20_000;
+
+/// Turns runs of one-row INSERTs of the same shape into multi-row INSERTs,
+/// keeping the order of everything. Runs are cut in pieces of the largest
+/// size, then tens, then ones, so each shape needs at most three prepared
+/// statements.
+fn merge_inserts(ops: Vec<Op>) -> Vec<Op> {
+    let mut out = Vec::with_capacity(ops.len());
+    let mut run: Vec<Op> = Vec::new();
+    for op in ops {
+        let same = run
+            .first()
+            .is_some_and(|first| op.insert.is_some() && first.sql == op.sql);
+        if !same {
+            flush_run(&mut run, &mut out);
+        }
+        if op.insert.is_some() {
+            run.push(op);
+        } else {
+            out.push(op);
+        }
+    }
+    flush_run(&mut run, &mut out);
+    out
+}
+
+fn flush_run(run: &mut Vec<Op>, out: &mut Vec<Op>) {
+    if run.len() <= 1 {
+        out.append(run);
+        return;
+    }
+    let Some((table, idx)) = run[0].insert.clone() else {
+        out.append(run);
+        return;
+    };
+    let columns: Vec<&TargetColumn> = idx.iter().map(|&i| &table.columns[i]).collect();
+    let big = (MAX_INSERT_PARAMS / columns.len().max(1)).clamp(1, MAX_INSERT_ROWS);
+    let mut rest = std::mem::take(run).into_iter().peekable();
+    let mut left = rest.len();
+    while left > 0 {
+        let size = if left >= big {
+            big
+        } else if left >= 10 {
+            10
+        } else {
+            1
+        };
+        let mut params = Vec::with_capacity(size * columns.len());
+        for op in rest.by_ref().take(size) {
+            params.extend(op.params);
+        }
+        out.push(Op {
+            sql: insert_rows_sql(&table.table, &columns, size),
+            params,
+            check: None,
+            insert: None,
+        });
+        left -= size;
+    }
 }
 
 struct RowCheck {
@@ -125,6 +193,7 @@ impl Applier {
         for tx in transactions {
             self.ops_of(tx, &mut ops).await?;
         }
+        let ops = merge_inserts(ops);
         for op in &ops {
             if !self.statements.contains_key(&op.sql) {
                 let stmt = self
@@ -247,6 +316,7 @@ impl Applier {
                     sql: truncate_sql(&std::mem::take(&mut truncating)),
                     params: Vec::new(),
                     check: None,
+                    insert: None,
                 });
             }
             match &change.message {
@@ -301,6 +371,7 @@ impl Applier {
                 sql: truncate_sql(&truncating),
                 params: Vec::new(),
                 check: None,
+                insert: None,
             });
         }
         Ok(())
@@ -335,8 +406,14 @@ impl Applier {
             })
     }
 
-    fn insert_op(&self, table: &TargetTable, tuple: &Tuple, end_lsn: Lsn) -> Result<Op, CdcError> {
+    fn insert_op(
+        &self,
+        table: &Arc<TargetTable>,
+        tuple: &Tuple,
+        end_lsn: Lsn,
+    ) -> Result<Op, CdcError> {
         let mut columns = Vec::with_capacity(tuple.len());
+        let mut idx = Vec::with_capacity(tuple.len());
         let mut params = Vec::with_capacity(tuple.len());
         for (name, value) in tuple.iter() {
             let column = self.column(table, name)?;
@@ -345,11 +422,19 @@ impl Applier {
             }
             params.push(self.text(table, column, value, end_lsn)?);
             columns.push(column);
+            idx.push(
+                table
+                    .columns
+                    .iter()
+                    .position(|c| c.name == column.name)
+                    .unwrap_or_default(),
+            );
         }
         Ok(Op {
             sql: insert_sql(&table.table, &columns),
             params,
             check: None,
+            insert: Some((table.clone(), idx)),
         })
     }
 
@@ -412,6 +497,7 @@ impl Applier {
         Ok(Op {
             sql: update_sql(&table.table, &set, &key_columns),
             params,
+            insert: None,
             check: Some(RowCheck {
                 table: table.table.clone(),
                 op: "update",
@@ -426,6 +512,7 @@ impl Applier {
         Ok(Op {
             sql: delete_sql(&table.table, &key_columns),
             params,
+            insert: None,
             check: Some(RowCheck {
                 table: table.table.clone(),
                 op: "delete",
@@ -433,5 +520,84 @@ impl Applier {
                 end_lsn,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::ValueShape;
+
+    fn insert(table: &Arc<TargetTable>, v: &str) -> Op {
+        let columns: Vec<&TargetColumn> = table.columns.iter().collect();
+        Op {
+            sql: insert_sql(&table.table, &columns),
+            params: vec![Some(v.to_owned())],
+            check: None,
+            insert: Some((table.clone(), vec![0])),
+        }
+    }
+
+    fn other(sql: &str) -> Op {
+        Op {
+            sql: sql.to_owned(),
+            params: Vec::new(),
+            check: None,
+            insert: None,
+        }
+    }
+
+    #[test]
+    fn runs_of_inserts_merge_in_order() {
+        let table = |name: &str| {
+            Arc::new(TargetTable {
+                table: QualifiedTable::new("public", name),
+                columns: vec![TargetColumn {
+                    name: "id".into(),
+                    type_name: "int".into(),
+                    shape: ValueShape::Scalar,
+                    generated: false,
+                }],
+                key: vec!["id".into()],
+            })
+        };
+        let (a, b) = (table("a"), table("b"));
+        let mut ops: Vec<Op> = (0..123).map(|i| insert(&a, &i.to_string())).collect();
+        ops.push(other("UPDATE a"));
+        ops.push(insert(&a, "x"));
+        ops.push(insert(&b, "y"));
+        ops.push(insert(&b, "z"));
+        let merged = merge_inserts(ops);
+        let shape: Vec<(usize, &str)> = merged
+            .iter()
+            .map(|o| {
+                (
+                    o.params.len(),
+                    &o.sql[..o.sql.find(" (").unwrap_or(o.sql.len())],
+                )
+            })
+            .collect();
+        let (ins_a, ins_b) = (r#"INSERT INTO "public"."a""#, r#"INSERT INTO "public"."b""#);
+        assert_eq!(
+            shape,
+            vec![
+                (100, ins_a),
+                (10, ins_a),
+                (10, ins_a),
+                (1, ins_a),
+                (1, ins_a),
+                (1, ins_a),
+                (0, "UPDATE a"),
+                (1, ins_a),
+                (1, ins_b),
+                (1, ins_b),
+            ]
+        );
+        let params: Vec<String> = merged[..6]
+            .iter()
+            .flat_map(|o| o.params.iter().map(|p| p.clone().unwrap()))
+            .collect();
+        assert_eq!(params, (0..123).map(|i| i.to_string()).collect::<Vec<_>>());
+        assert!(merged[1].sql.ends_with("($9::text::int), ($10::text::int)"));
     }
 }

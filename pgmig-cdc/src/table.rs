@@ -135,18 +135,30 @@ fn param(n: usize, column: &TargetColumn) -> String {
 
 /// `INSERT INTO t ("a", "b") VALUES ($1::text::T1, $2::text::T2)`.
 pub fn insert_sql(table: &QualifiedTable, columns: &[&TargetColumn]) -> String {
+    insert_rows_sql(table, columns, 1)
+}
+
+/// An INSERT of `rows` rows: `VALUES (…), (…)`, the parameters row after
+/// row.
+pub fn insert_rows_sql(table: &QualifiedTable, columns: &[&TargetColumn], rows: usize) -> String {
     let names = columns
         .iter()
         .map(|c| quote_ident(&c.name))
         .collect::<Vec<_>>()
         .join(", ");
-    let values = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| param(i + 1, c))
+    let values = (0..rows)
+        .map(|r| {
+            let row = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| param(r * columns.len() + i + 1, c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({row})")
+        })
         .collect::<Vec<_>>()
         .join(", ");
-    format!("INSERT INTO {} ({names}) VALUES ({values})", table.quoted())
+    format!("INSERT INTO {} ({names}) VALUES {values}", table.quoted())
 }
 
 fn key_condition(first: usize, key: &[&TargetColumn]) -> String {
@@ -217,6 +229,10 @@ mod tests {
         assert_eq!(
             insert_sql(&t, &[&id, &note, &amount]),
             r#"INSERT INTO "Weird"."Order Items" ("id", "Note", "amount") VALUES ($1::text::bigint, $2::text::character varying(20), $3::text::numeric(12,2))"#
+        );
+        assert_eq!(
+            insert_rows_sql(&t, &[&id, &note], 2),
+            r#"INSERT INTO "Weird"."Order Items" ("id", "Note") VALUES ($1::text::bigint, $2::text::character varying(20)), ($3::text::bigint, $4::text::character varying(20))"#
         );
         assert_eq!(
             update_sql(&t, &[&note, &amount], &[&id]),
