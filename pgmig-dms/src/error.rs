@@ -72,6 +72,15 @@ pub enum DmsError {
     #[error(transparent)]
     Core(#[from] pgmig_core::Error),
 
+    /// A DMS API call failed (feature `aws`).
+    #[error("DMS {operation}: {message}")]
+    Api {
+        /// The operation, e.g. `CreateReplicationTask`.
+        operation: &'static str,
+        /// What the SDK said, with its causes.
+        message: String,
+    },
+
     /// Writing an artifact failed.
     #[error("could not write {}", path.display())]
     Io {
