@@ -128,6 +128,23 @@ async fn verify_exits_by_result_and_names_differences() {
     assert!(!text.contains("scratch"), "{text}");
     assert!(text.contains("2 table(s): 2 passed, 0 failed"), "{text}");
 
+    // Sampled keys, and a dry run that only says what it would read.
+    let o = run(&["verify", "--mode", "sample", "--sample", "50"]);
+    assert_code(&o, 0);
+    assert!(out(&o).contains("50 random keys"), "{}", out(&o));
+    let o = run(&["verify", "--dry-run"]);
+    assert_code(&o, 0);
+    let text = out(&o);
+    assert!(text.contains("SET TimeZone = 'UTC';"), "{text}");
+    assert!(
+        text.contains("tables (the plan's): public.items, public.log"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("must be paused at P = {p}")),
+        "{text}"
+    );
+
     // The source at cutover: the same, no P involved.
     let o = run(&["verify", "--against", "source", "--mode", "counts"]);
     assert_code(&o, 0);

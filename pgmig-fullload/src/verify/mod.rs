@@ -1015,13 +1015,28 @@ async fn digest_both(
                 .in_current_span(),
         )
     };
-    let left = spawn(lc, &ctx.opts.left_name, lsql);
-    let right = spawn(rc, &ctx.opts.right_name, rsql);
-    let (l, r) = tokio::join!(left, right);
+    let mut left = spawn(lc, &ctx.opts.left_name, lsql);
+    let mut right = spawn(rc, &ctx.opts.right_name, rsql);
     let joined = |j: Result<Result<Digest, VerifyError>, tokio::task::JoinError>| {
         j.map_err(|e| VerifyError::Worker(e.to_string()))?
     };
-    Ok((joined(l)?, joined(r)?))
+    // The first side to fail stops the other at once.
+    tokio::select! {
+        l = &mut left => match joined(l) {
+            Ok(l) => Ok((l, joined(right.await)?)),
+            Err(e) => {
+                right.abort();
+                Err(e)
+            }
+        },
+        r = &mut right => match joined(r) {
+            Ok(r) => Ok((joined(left.await)?, r)),
+            Err(e) => {
+                left.abort();
+                Err(e)
+            }
+        },
+    }
 }
 
 /// The two sides of table `t` for a drill-down.
