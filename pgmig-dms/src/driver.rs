@@ -5,8 +5,11 @@
 //!
 //! Idempotent like the script: an endpoint or task that exists (by
 //! identifier) is reused, never recreated. The caller builds the
-//! [`Client`] (region, credentials, HTTP client: `aws-config` in
-//! production, the SDK's mock client in tests).
+//! [`Client`]: region, credentials and HTTP client come with it. The
+//! feature compiles the SDK without an HTTP client of its own (the heavy
+//! part), so in production build the client from `aws-config`'s
+//! `SdkConfig` (`Client::new(&aws_config::load_from_env().await)`), which
+//! brings its default HTTPS client; the tests use the SDK's mock client.
 
 use aws_sdk_databasemigration::Client;
 use aws_sdk_databasemigration::error::DisplayErrorContext;

@@ -10,7 +10,7 @@
 //! ([`check_slots`], [`measure_lobs`]) and writing the files
 //! ([`write_artifacts`]). No password is ever part of an artifact.
 //!
-//! With the `aws` feature, [`driver`] makes the same calls as the script
+//! With the `aws` feature, the `driver` module makes the same calls as the script
 //! through the AWS SDK for Rust.
 //!
 //! This crate knows nothing of COPY or the CLI.
