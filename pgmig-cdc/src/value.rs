@@ -10,9 +10,11 @@
 //! quoted), arrays arrive as JSON arrays and become `{…}` literals, and
 //! composite values arrive as JSON objects and become `(…)` literals.
 //!
-//! One ambiguity is pglogical's, not ours: a `json`/`jsonb` value that is the
-//! JSON scalar `null` arrives exactly like SQL NULL, and is applied as SQL
-//! NULL.
+//! Two ambiguities are pglogical's, not ours: a `json`/`jsonb` value that is
+//! the JSON scalar `null` (a column's or an element of a `jsonb[]`) arrives
+//! exactly like SQL NULL, and is applied as SQL NULL; and an array's lower
+//! bounds (`'[0:1]={1,2}'`) are not sent, so such an array starts at 1 on
+//! the target.
 
 use std::fmt;
 
