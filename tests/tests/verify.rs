@@ -577,6 +577,21 @@ async fn equal_data_from_a_pg10_replica_and_a_pg16_target_compares_equal() {
         .await
         .unwrap();
 
+    // So do the replica's, the other way (set on its primary, replayed).
+    primary
+        .execute(
+            &db,
+            &format!(
+                "ALTER DATABASE {db} SET extra_float_digits = -15; \
+                 ALTER DATABASE {db} SET DateStyle = 'German, MDY'; \
+                 ALTER DATABASE {db} SET TimeZone = 'America/St_Johns'; \
+                 ALTER DATABASE {db} SET IntervalStyle = 'iso_8601'; \
+                 ALTER DATABASE {db} SET bytea_output = 'escape'"
+            ),
+        )
+        .await
+        .unwrap();
+
     // Freeze the replica at P.
     let pc = primary.connect(&db).await.unwrap();
     let pv = ServerVersion::query(&pc).await.unwrap();
