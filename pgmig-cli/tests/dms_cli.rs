@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 
 use pgmig_core::plan::{Plan, PlannedTable, SlotGroup};
 use pgmig_core::{Lsn, QualifiedTable, state};
-use pgmig_testkit::{Lab, skip_unless_available};
+use pgmig_testkit::{Cluster, Lab, skip_unless_available};
 
 const PASSWORD: &str = "never-in-a-file_9f3b";
 
@@ -309,6 +309,82 @@ async fn dms_generate_writes_valid_inputs_and_refuses_a_slot_past_p() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("pgmig snapshot"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The whole of phase I as an operator runs it — setup, snapshot — then
+/// `dms generate` with the LOBs measured on the paused replica: the tasks
+/// start at the P the snapshot recorded, from the slots setup created.
+#[tokio::test(flavor = "multi_thread")]
+async fn dms_generate_after_setup_and_snapshot_measures_on_the_replica() {
+    skip_unless_available!(pglogical);
+    skip_unless_available!(16);
+    let source = Lab::source_pg15().await.expect("source");
+    let (replica, target) = tokio::join!(source.create_replica(), Cluster::primary(16));
+    let (replica, target) = (replica.expect("replica"), target.expect("target"));
+    let db = source.create_database("app").await.unwrap();
+    source.execute(&db, SCHEMA).await.unwrap();
+    let target_db = target.create_database("target").await.unwrap();
+    let head = source.current_wal_lsn().await.unwrap();
+    replica
+        .wait_for_replay(head, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pgmig"))
+            .args(args)
+            .env("PGMIG_SOURCE", source.conninfo(&db))
+            .env("PGMIG_REPLICA", replica.conninfo(&db))
+            .env("PGMIG_TARGET", target.conninfo(&target_db))
+            .env_remove("RUST_LOG")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("run pgmig")
+    };
+    let o = run(&["setup", "--slots", "2", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "setup {}", text(&o));
+    let o = run(&["--json", "snapshot"]);
+    assert_eq!(o.status.code(), Some(0), "snapshot {}", text(&o));
+    let snap: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = snap["pause_lsn"].as_str().unwrap().to_owned();
+
+    let work = std::env::temp_dir().join(format!("pgmig-dms-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let out = work.to_str().unwrap();
+    let o = run(&[
+        "--json",
+        "dms",
+        "generate",
+        "--out",
+        out,
+        "--replication-instance-arn",
+        "arn:aws:dms:eu-west-1:123456789012:rep:E2E",
+        "--measure-on",
+        "replica",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "dms generate {}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["pause_lsn"], p.as_str());
+    let tasks = report["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{report}");
+    let mut tables = 0;
+    for task in tasks {
+        let id = task["task_id"].as_str().unwrap();
+        let create = json(&work, &format!("{id}/create-replication-task.json"));
+        assert_eq!(create["CdcStartPosition"], p.as_str());
+        tables += task["tables"].as_u64().unwrap();
+    }
+    // Every planned table has its rule: the four of SCHEMA.
+    assert_eq!(tables, 4, "{report}");
+    // The 300 000-byte text was measured on the replica.
+    assert!(
+        tasks
+            .iter()
+            .any(|t| t["lob"]["largest"]["max_bytes"] == 300_000),
+        "{report}"
+    );
+    botocore::validate(&work, &[]);
     let _ = std::fs::remove_dir_all(&work);
 }
 
