@@ -230,11 +230,21 @@ async fn each_kind_of_difference_is_detected_and_named() {
         matches!(&t.differences[..], [Difference::Chunk { changed, .. }] if changed == &keys(1, &["1"])),
         "{t:#?}"
     );
-    // A composite key is named as a tuple.
+    // A composite key is named as a tuple; chunks are ranges of its
+    // leading integer column.
     let t = table(&report, "t_composite");
+    assert_eq!(
+        t.method,
+        "checksums of 1 range(s) of a, rows named by (a, b)"
+    );
+    let by_a = KeyRange {
+        column: Some("a".into()),
+        lo: None,
+        hi: None,
+    };
     assert!(
         matches!(&t.differences[..], [Difference::Chunk { changed, range, .. }]
-            if changed == &keys(1, &["(2, k12)"]) && range == &KeyRange::whole()),
+            if changed == &keys(1, &["(2, k12)"]) && range == &by_a),
         "{t:#?}"
     );
     // No primary key: an order-independent whole-table checksum; the row the
@@ -294,14 +304,26 @@ async fn each_kind_of_difference_is_detected_and_named() {
     assert_eq!(
         table(&narrowed, "t_composite").differences,
         vec![Difference::Chunk {
-            range: KeyRange::whole(),
+            range: by_a,
             rows_left: 100,
             rows_right: 100,
             missing: keys(0, &[]),
             extra: keys(0, &[]),
             changed: keys(0, &[]),
-            note: Some("not drilled down: more than 7 rows and no integer key to narrow by".into()),
+            note: Some("not drilled down: more than 7 rows with a = 2".into()),
         }]
+    );
+    assert_eq!(
+        table(&narrowed, "t_nopk").differences[1],
+        Difference::Chunk {
+            range: KeyRange::whole(),
+            rows_left: 300,
+            rows_right: 301,
+            missing: keys(0, &[]),
+            extra: keys(0, &[]),
+            changed: keys(0, &[]),
+            note: Some("not drilled down: more than 7 rows and no integer key to narrow by".into()),
+        }
     );
 
     // counts: only the tables whose row count differs.

@@ -218,9 +218,39 @@ pub(crate) fn integer_key(key: &[String], columns: &[Column]) -> Option<String> 
     }
 }
 
+/// The column chunks are ranges of: the key's first column when it is an
+/// integer (for a composite key, ranges of its leading column still split
+/// the rows exactly).
+pub(crate) fn chunk_column(key: &[String], columns: &[Column]) -> Option<String> {
+    let first = key.first()?;
+    columns
+        .iter()
+        .find(|c| &c.name == first && c.integer)
+        .map(|c| c.name.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_follow_the_leading_integer_key_column() {
+        let col = |name: &str, integer: bool| Column {
+            name: name.into(),
+            expr: quote_ident(name),
+            integer,
+        };
+        let cols = [col("tenant", true), col("id", true), col("code", false)];
+        let key = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(integer_key(&key(&["id"]), &cols).as_deref(), Some("id"));
+        assert_eq!(integer_key(&key(&["tenant", "id"]), &cols), None);
+        assert_eq!(
+            chunk_column(&key(&["tenant", "code"]), &cols).as_deref(),
+            Some("tenant")
+        );
+        assert_eq!(chunk_column(&key(&["code", "id"]), &cols), None);
+        assert_eq!(chunk_column(&[], &cols), None);
+    }
 
     #[test]
     fn portable_builtins_are_read_in_binary_everything_else_as_text() {

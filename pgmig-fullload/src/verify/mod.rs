@@ -464,6 +464,9 @@ struct TablePlan {
     key_right: Vec<String>,
     /// The single integer key column, when the key is one.
     integer_key: bool,
+    /// The key's leading column, when it is an integer: chunks are its
+    /// ranges.
+    chunk_column: Option<String>,
     method: String,
     /// Found while planning (missing table, column differences).
     differences: Vec<Difference>,
@@ -720,6 +723,7 @@ fn unreadable(info: TableInfo, diff: Difference) -> TablePlan {
         key_left: Vec::new(),
         key_right: Vec::new(),
         integer_key: false,
+        chunk_column: None,
         method: "not compared".into(),
         differences: vec![diff],
         comparable: false,
@@ -767,6 +771,7 @@ fn align(info: TableInfo, lcols: Vec<Column>, rcols: Vec<Column>) -> TablePlan {
     let key_right = key_left.clone();
     let lefts: Vec<Column> = columns.iter().map(|(l, _)| l.clone()).collect();
     let integer_key = columns::integer_key(&key, &lefts).is_some();
+    let chunk_column = columns::chunk_column(&key, &lefts);
     TablePlan {
         info,
         columns,
@@ -774,6 +779,7 @@ fn align(info: TableInfo, lcols: Vec<Column>, rcols: Vec<Column>) -> TablePlan {
         key_left,
         key_right,
         integer_key,
+        chunk_column,
         method: String::new(),
         differences,
         comparable: true,
@@ -822,7 +828,7 @@ async fn plan_units(
                     {
                         r.clone()
                     }
-                    _ => match columns::integer_key(&t.key, &lefts) {
+                    _ => match columns::chunk_column(&t.key, &lefts) {
                         Some(col) => {
                             chunk::own_chunks(
                                 lc,
@@ -1088,17 +1094,16 @@ async fn locate(
     let cancel = &ctx.opts.cancel;
     let limit = ctx.opts.drill_down_rows.max(1);
     let mut leaves = Vec::new();
+    let mut note = None;
     let mut todo = vec![(range.clone(), rows)];
     while let Some((r, n)) = todo.pop() {
         let column = match &r.column {
             Some(c) if n > limit => c.clone(),
             _ if n > limit => {
-                return Ok((
-                    DrillDown::default(),
-                    Some(format!(
-                        "not drilled down: more than {limit} rows and no integer key to narrow by"
-                    )),
+                note = Some(format!(
+                    "not drilled down: more than {limit} rows and no integer key to narrow by"
                 ));
+                continue;
             }
             _ => {
                 leaves.push(r);
@@ -1131,7 +1136,11 @@ async fn locate(
             continue;
         };
         if min == max {
-            leaves.push(r);
+            // One value of a composite key's leading column: no narrower
+            // range exists.
+            note = Some(format!(
+                "not drilled down: more than {limit} rows with {column} = {min}"
+            ));
             continue;
         }
         let mut parts = chunk::split_range(&column, min, max, NARROW_FANOUT);
@@ -1169,7 +1178,7 @@ async fn locate(
         merge_keys(&mut found.extra, part.extra, ctx.opts.max_keys);
         merge_keys(&mut found.changed, part.changed, ctx.opts.max_keys);
     }
-    Ok((found, None))
+    Ok((found, note))
 }
 
 fn merge_keys(into: &mut Keys, more: Keys, limit: usize) {
@@ -1286,6 +1295,11 @@ fn method_of(opts: &VerifyOptions, t: &TablePlan, units: usize) -> String {
         Mode::Checksums if t.integer_key => {
             format!("checksums of {units} key range(s) of {}", t.key[0])
         }
+        Mode::Checksums if t.chunk_column.is_some() => format!(
+            "checksums of {units} range(s) of {}, rows named by ({})",
+            t.key[0],
+            t.key.join(", ")
+        ),
         Mode::Checksums => format!(
             "order-independent checksum, rows named by ({})",
             t.key.join(", ")
