@@ -19,7 +19,7 @@ pub struct Cli {
 }
 
 /// Options that every command takes. `Debug` masks the connection strings.
-#[derive(Args)]
+#[derive(Args, Clone, Default)]
 pub struct GlobalArgs {
     /// Log more on stderr: -v info, -vv debug, -vvv trace (RUST_LOG also works).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -146,19 +146,31 @@ pub enum Command {
     Dms(crate::commands::dms::DmsCommand),
     /// Phase II natively: apply each slot's changes after P to the target,
     /// exactly once.
-    #[command(after_help = "Example:\n  pgmig cdc --until-caught-up\n  pgmig cdc            # follow until interrupted")]
+    #[command(
+        after_help = "Example:\n  pgmig cdc --until-caught-up\n  pgmig cdc            # follow until interrupted"
+    )]
     Cdc(crate::commands::cdc::CdcArgs),
     /// Cutover: wait for zero lag, set the sequences, verify, print GO or NO-GO.
     #[command(after_help = "Example:\n  pgmig cutover")]
     Cutover(crate::commands::cdc::CutoverArgs),
     /// Where the migration stands: step, P, slot lag and retained WAL, load
     /// and CDC progress.
-    #[command(after_help = "Example:\n  pgmig status\n  pgmig status --watch 5\n  pgmig --json status")]
+    #[command(
+        after_help = "Example:\n  pgmig status\n  pgmig status --watch 5\n  pgmig --json status"
+    )]
     Status(crate::commands::status::StatusArgs),
     /// Drop exactly what pgmig created: slots, sets, node, the pgmig schema
     /// in the target. Asks first; --dry-run prints the SQL.
     #[command(after_help = "Example:\n  pgmig cleanup --dry-run\n  pgmig cleanup --yes")]
     Cleanup(crate::commands::cleanup::CleanupArgs),
+    /// All of phase I in order — check, setup, schema, snapshot, load,
+    /// verify, resume the replica — resumable: each step's status is kept in
+    /// the target and a rerun continues where it stopped.
+    ///
+    /// Asks before the first change to the source (--yes for automation).
+    /// --dry-run prints the runbook's statements, per server, in order.
+    #[command(after_help = "Example:\n  pgmig run --dry-run\n  pgmig run --slots 6 --jobs 4 --yes")]
+    Run(crate::commands::run::RunArgs),
     /// Step 11: resume WAL replay on the maintenance replica and confirm it.
     #[command(after_help = "Example:\n  pgmig resume-replica")]
     ResumeReplica,

@@ -17,14 +17,21 @@ pub enum Outcome {
     RuntimeFailure,
 }
 
-impl From<Outcome> for ExitCode {
-    fn from(outcome: Outcome) -> Self {
-        ExitCode::from(match outcome {
+impl Outcome {
+    /// The exit code.
+    pub fn code(self) -> u8 {
+        match self {
             Outcome::Success => 0,
             Outcome::CheckFailed => 1,
             Outcome::Usage => 2,
             Outcome::RuntimeFailure => 3,
-        })
+        }
+    }
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(outcome: Outcome) -> Self {
+        ExitCode::from(outcome.code())
     }
 }
 

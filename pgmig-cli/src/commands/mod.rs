@@ -9,6 +9,7 @@ pub mod dms;
 mod load;
 mod lsn;
 mod plan;
+pub mod run;
 mod schema;
 mod setup;
 mod snapshot;
@@ -38,7 +39,8 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Cutover(args) => cdc::cutover(global, args).await,
         Command::Status(args) => status::run(global, args).await,
         Command::Cleanup(args) => cleanup::run(global, args).await,
+        Command::Run(args) => Box::pin(run::run(global, args)).await,
         Command::ResumeReplica => snapshot::resume(global).await,
-        Command::Demo => Ok(demo::run()),
+        Command::Demo => Box::pin(demo::run(global)).await,
     }
 }

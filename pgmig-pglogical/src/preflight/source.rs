@@ -594,13 +594,18 @@ pub(crate) fn extension_finding(
             id,
             format!("pglogical {v} installed in database {database}"),
         ),
-        (None, Some(v)) => Finding::blocker(
+        // `pgmig setup` creates it; the privilege check says whether it may.
+        (None, Some(v)) => Finding::warn(
             SOURCE,
             id,
-            format!("pglogical is not installed in database {database} (version {v} is available)"),
+            format!(
+                "pglogical is not installed in database {database} yet (version {v} is available); \
+                 `pgmig setup` creates it"
+            ),
         )
         .with_fix(format!(
-            "connected to database {} as a superuser (or rds_superuser), run:\n  CREATE EXTENSION pglogical;",
+            "nothing to do when pgmig setup runs as a superuser (or rds_superuser); otherwise, connected to \
+             database {} as one, run:\n  CREATE EXTENSION pglogical;",
             quote_ident(database)
         )),
         (None, None) => Finding::blocker(
@@ -920,7 +925,7 @@ mod tests {
         assert_eq!(ok.severity, Severity::Ok);
         assert!(ok.summary.contains("2.4.2"));
         let installable = extension_finding("app", None, Some("2.4.2"));
-        assert_eq!(installable.severity, Severity::Blocker);
+        assert_eq!(installable.severity, Severity::Warn);
         assert!(
             installable
                 .fix
