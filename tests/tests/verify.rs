@@ -456,6 +456,19 @@ async fn missing_tables_and_columns_are_named() {
             only_right: vec![]
         }]
     );
+
+    // A cancelled verification stops with Cancelled; the caller's token is
+    // the only thing that cancels it.
+    let cancelled = opts(Mode::Checksums);
+    cancelled.cancel.cancel();
+    let err = verify(
+        &conn(&cluster, &left_db),
+        &conn(&cluster, &right_db),
+        &cancelled,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, VerifyError::Cancelled), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,6 @@
 //! How a table is split for checksums: the load's key chunks when the target
-//! records them, else ranges of the table's integer key, else the whole
-//! table. Every split covers the whole key space (the first range is
+//! records them, else ranges of the key's leading integer column, else the
+//! whole table. Every split covers the whole key space (the first range is
 //! unbounded below, the last above), so a row the other side has beyond the
 //! first side's keys still falls into a chunk.
 
