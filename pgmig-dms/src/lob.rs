@@ -165,12 +165,37 @@ impl LobMeasurement {
     }
 }
 
+/// The settings of the measuring transaction: read only, no statement
+/// timeout (the scans are deliberate and a server-wide timeout would cut the
+/// largest table's), and a short lock timeout so that a scan waiting behind
+/// DDL fails instead of queueing the application's queries behind it.
+pub const MEASURE_SESSION_SQL: &str =
+    "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = '10s'";
+
+/// Where [`measure_lobs`] stands: called before each table's scan.
+#[derive(Debug, Clone, Copy)]
+pub struct MeasureProgress<'a> {
+    /// The table about to be scanned.
+    pub table: &'a QualifiedTable,
+    /// Its LOB columns.
+    pub columns: usize,
+    /// Tables scanned so far.
+    pub done: usize,
+    /// Tables to scan in all (those with LOB columns).
+    pub total: usize,
+}
+
 /// Measures the largest value of every LOB column of `tables` (one scan per
-/// table that has any), in a read-only transaction. Run it where a full scan
-/// hurts least: the source's data as of now, or a replica's.
+/// table that has any), in one read-only transaction
+/// ([`MEASURE_SESSION_SQL`]), calling `progress` before each scan. Run it
+/// where a full scan hurts least: the source, or the paused replica.
+///
+/// Dropping the future does not stop a scan on the server: cancel it with
+/// the client's cancel token (the CLI does on Ctrl-C).
 pub async fn measure_lobs(
     client: &mut tokio_postgres::Client,
     tables: &[QualifiedTable],
+    progress: &mut (dyn FnMut(MeasureProgress<'_>) + Send),
 ) -> Result<LobMeasurement> {
     let tx = client
         .build_transaction()
@@ -180,13 +205,23 @@ pub async fn measure_lobs(
         .map_err(CoreError::query(
             "start a read-only transaction to measure LOBs",
         ))?;
+    tx.batch_execute(MEASURE_SESSION_SQL)
+        .await
+        .map_err(CoreError::query("set up the LOB measurement"))?;
     let columns = lob_columns(&tx, tables).await?;
     let mut by_table: BTreeMap<&QualifiedTable, Vec<&LobColumn>> = BTreeMap::new();
     for c in &columns {
         by_table.entry(&c.table).or_default().push(c);
     }
+    let total = by_table.len();
     let mut measured = Vec::with_capacity(columns.len());
-    for (table, cols) in by_table {
+    for (done, (table, cols)) in by_table.into_iter().enumerate() {
+        progress(MeasureProgress {
+            table,
+            columns: cols.len(),
+            done,
+            total,
+        });
         let sql = measure_sql(table, &cols);
         debug!(%table, columns = cols.len(), "measuring LOB sizes");
         let row = tx

@@ -31,7 +31,17 @@ async fn measure_on(cluster: &Cluster) {
         QualifiedTable::new("public", "no_lobs"),
         QualifiedTable::new("public", "empty_lobs"),
     ];
-    let m = measure_lobs(&mut client, &tables).await.unwrap();
+    let mut seen = Vec::new();
+    let m = measure_lobs(&mut client, &tables, &mut |p| {
+        seen.push((p.table.name.clone(), p.columns, p.done, p.total));
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        seen,
+        [("docs".into(), 9, 0, 2), ("empty_lobs".into(), 1, 1, 2)],
+        "one scan per table with LOB columns"
+    );
     let got: Vec<(&str, &str, LobKind, u64)> = m
         .columns
         .iter()

@@ -9,7 +9,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use pgmig_core::config::ConnConfig;
 use pgmig_core::plan::Plan;
 use pgmig_core::{Lsn, QualifiedTable, ServerRole, state};
-use pgmig_dms::lob::{LOB_COLUMNS_SQL, lob_columns, measure_sql};
+use pgmig_dms::lob::{
+    LOB_COLUMNS_SQL, MEASURE_SESSION_SQL, MeasureProgress, lob_columns, measure_sql,
+};
 use pgmig_dms::slot::SLOTS_SQL;
 use pgmig_dms::{
     ArtifactOptions, Artifacts, Credentials, DmsError, DmsSslMode, EndpointConn, ErrorBehavior,
@@ -319,6 +321,12 @@ async fn generate_cmd(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
             let client = connect(&settings, measure_role).await?;
             statements.push(DryStatement {
                 role: measure_role,
+                what: "in one read-only transaction: no statement timeout, a short lock timeout"
+                    .into(),
+                sql: MEASURE_SESSION_SQL.into(),
+            });
+            statements.push(DryStatement {
+                role: measure_role,
                 what: "list the LOB columns of the planned tables".into(),
                 sql: LOB_COLUMNS_SQL.into(),
             });
@@ -362,13 +370,30 @@ async fn generate_cmd(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
             MeasureOn::Source => source_client,
             MeasureOn::Replica => connect(&settings, ServerRole::Replica).await?,
         };
-        if !global.json {
-            eprintln!(
-                "measuring the largest LOB values of {} tables on the {measure_role} (one scan per table with LOB columns)…",
-                tables.len()
-            );
-        }
-        let measured = measure_lobs(&mut client, &tables).await.map_err(classify)?;
+        let cancel = client.cancel_token();
+        let tls = settings.conn(measure_role)?.tls_connector()?;
+        let quiet = global.json;
+        let mut progress = |p: MeasureProgress<'_>| {
+            if !quiet {
+                eprintln!(
+                    "[{}/{}] measuring the largest LOB values of {} ({} columns, a full scan on the {measure_role})",
+                    p.done + 1,
+                    p.total,
+                    p.table,
+                    p.columns
+                );
+            }
+        };
+        let measured = tokio::select! {
+            biased;
+            signal = super::snapshot::interrupted() => {
+                let signal = signal?;
+                // The scan would otherwise run on to its end on the server.
+                let _ = cancel.cancel_query(tls).await;
+                anyhow::bail!("interrupted by {signal}: the LOB scan was cancelled, nothing was written");
+            }
+            m = measure_lobs(&mut client, &tables, &mut progress) => m.map_err(classify)?,
+        };
         LobChoice::Measured(
             measured,
             LobPolicy {
