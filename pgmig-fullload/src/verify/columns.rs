@@ -23,6 +23,8 @@
 //!   (a correct copy keeps the scale; pg_dump and COPY do);
 //! - NULL is a field of length -1, distinct from every value, so NULL never
 //!   equals `''`;
+//! - date and time types are read as text when either server stores them
+//!   as floats (a 9.6 built with `--disable-integer-datetimes`);
 //! - domains are compared as their base type (one level); floats inside a
 //!   composite value compare as text and can report a false difference
 //!   between 10–11 and 12+ (never a false equality);
@@ -84,6 +86,28 @@ const BINARY_TYPES: &[&str] = &[
     "pg_lsn",
 ];
 
+/// Date and time types: binary only where both servers store them as
+/// integers (always from 10; a 9.6 built with `--disable-integer-datetimes`
+/// sends floats).
+const DATETIME_TYPES: &[&str] = &[
+    "date",
+    "time",
+    "timetz",
+    "timestamp",
+    "timestamptz",
+    "interval",
+];
+
+/// Whether the server stores date and time types as integers
+/// (`integer_datetimes`).
+pub(crate) async fn integer_datetimes(client: &Client, side: &str) -> Result<bool, VerifyError> {
+    let row = client
+        .query_one("SELECT current_setting('integer_datetimes') = 'on'", &[])
+        .await
+        .map_err(VerifyError::query(side, "read integer_datetimes"))?;
+    Ok(row.get(0))
+}
+
 /// The integer types a key range can be taken on.
 const INTEGER_TYPES: &[&str] = &["int2", "int4", "int8"];
 
@@ -115,7 +139,7 @@ pub(crate) struct Column {
 /// `builtin`), an array of `elem` (sent by `elem_send`) when `array`.
 fn column_expr(
     quoted: &str,
-    (base, builtin): (&str, bool),
+    (base, builtin, binary_times): (&str, bool, bool),
     (array, elem, elem_builtin, elem_send): (bool, Option<&str>, bool, &str),
 ) -> String {
     if array && elem_builtin && elem.is_some_and(|e| FLOAT_OUTPUT_TYPES.contains(&e)) {
@@ -125,7 +149,11 @@ fn column_expr(
              array_to_string(ARRAY(SELECT COALESCE(encode({elem_send}(e), 'hex'), 'N') \
              FROM unnest({quoted}) WITH ORDINALITY u(e, i) ORDER BY i), ',') END"
         )
-    } else if builtin && !array && BINARY_TYPES.contains(&base) {
+    } else if builtin
+        && !array
+        && BINARY_TYPES.contains(&base)
+        && (binary_times || !DATETIME_TYPES.contains(&base))
+    {
         quoted.to_string()
     } else {
         format!("{quoted}::text")
@@ -138,11 +166,14 @@ pub(crate) fn key_expr(column: &str) -> String {
 }
 
 /// The compared columns of `info` on the server `client` is connected to:
-/// its copy columns (live, not generated), in `attnum` order.
+/// its copy columns (live, not generated), in `attnum` order. Date and time
+/// types are read in binary only when `binary_times` (both sides store them
+/// as integers).
 pub(crate) async fn columns(
     client: &Client,
     side: &str,
     info: &TableInfo,
+    binary_times: bool,
 ) -> Result<Vec<Column>, VerifyError> {
     let rows = client
         .query(COLUMN_TYPES_SQL, &[&info.table.quoted()])
@@ -163,7 +194,7 @@ pub(crate) async fn columns(
         let quoted = quote_ident(&name);
         let expr = column_expr(
             &quoted,
-            (&base, builtin),
+            (&base, builtin, binary_times),
             (
                 array,
                 elem.as_deref(),
@@ -270,16 +301,22 @@ mod tests {
             // A user type that happens to be called float8 is not the built-in.
             (("float8", false), plain, "\"x\"::text"),
         ];
-        for (base, array, want) in cases {
+        for ((base, builtin), array, want) in cases {
             assert_eq!(
-                column_expr("\"x\"", base, array),
+                column_expr("\"x\"", (base, builtin, true), array),
                 want,
                 "{base:?} {array:?}"
             );
         }
+        // Float timestamps (a 9.6 build option): read as text.
+        assert_eq!(
+            column_expr("\"x\"", ("timestamptz", true, false), plain),
+            "\"x\"::text"
+        );
+        assert_eq!(column_expr("\"x\"", ("int8", true, false), plain), "\"x\"");
         let floats = column_expr(
             "\"x\"",
-            ("_float8", true),
+            ("_float8", true, true),
             (true, Some("float8"), true, "float8send"),
         );
         assert!(

@@ -675,6 +675,8 @@ async fn plan_tables(
         }
         false
     };
+    let binary_times =
+        columns::integer_datetimes(lc, ln).await? && columns::integer_datetimes(rc, rn).await?;
     let mut plans = Vec::new();
     for info in &left_tables {
         // As the planner: partitioned parents hold no rows (their leaves
@@ -690,8 +692,8 @@ async fn plan_tables(
             ));
             continue;
         };
-        let lcols = columns::columns(lc, ln, info).await?;
-        let rcols = columns::columns(rc, rn, rinfo).await?;
+        let lcols = columns::columns(lc, ln, info, binary_times).await?;
+        let rcols = columns::columns(rc, rn, rinfo, binary_times).await?;
         plans.push(align(info.clone(), lcols, rcols));
     }
     // Named tables the left does not have.
