@@ -32,9 +32,14 @@ use crate::table::{
 };
 use crate::value::text_value;
 
-/// Statements sent at once. `join_all` polls up to 30 futures in order, so
-/// a window of 30 is sent in source order.
-const WINDOW: usize = 30;
+/// Statements sent at once, pipelined on the one connection.
+///
+/// Order is kept: tokio-postgres sends a statement when its future is first
+/// polled, and `join_all` first polls its futures in the order given (in
+/// place up to 30, through a FIFO `FuturesOrdered` beyond), so the server
+/// runs them in source order; an error aborts the transaction and the rest
+/// fail after it.
+const WINDOW: usize = 200;
 
 /// One statement to run.
 struct Op {

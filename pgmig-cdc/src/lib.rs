@@ -108,8 +108,10 @@ pub enum CdcEvent {
         applied_end_lsn: Lsn,
         /// Bytes of WAL the source has written since.
         lag_bytes: u64,
-        /// Time to read and apply the batch.
-        elapsed_ms: u64,
+        /// Time to read and decode the batch from the slot.
+        read_ms: u64,
+        /// Time to apply and commit it on the target.
+        apply_ms: u64,
     },
     /// The slot applied everything the source had committed (only with
     /// `until_caught_up`).

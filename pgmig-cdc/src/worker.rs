@@ -219,8 +219,11 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
             .into_iter()
             .filter(|t| t.commit_end_lsn > applied)
             .collect();
+        let read_ms = started.elapsed().as_millis() as u64;
         if !fresh.is_empty() {
+            let applying = Instant::now();
             let done = applier.apply(&fresh, applied).await?;
+            let apply_ms = applying.elapsed().as_millis() as u64;
             applied = fresh.last().map_or(applied, |t| t.commit_end_lsn);
             report.applied_end_lsn = applied;
             report.transactions += done.transactions;
@@ -232,7 +235,8 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
                 changes: done.changes,
                 applied_end_lsn: applied,
                 lag_bytes: head.checked_distance(applied).unwrap_or(0),
-                elapsed_ms: started.elapsed().as_millis() as u64,
+                read_ms,
+                apply_ms,
             });
         }
         advance_slot(&source, source_version, slot, &sets, applied).await?;
