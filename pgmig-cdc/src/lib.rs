@@ -47,9 +47,10 @@ pub use worker::LOCK_SQL;
 /// How to apply.
 #[derive(Debug, Clone)]
 pub struct CdcOptions {
-    /// Stop each slot once it has applied everything committed on the source
-    /// when it last read (a read that returned less than a full batch);
-    /// otherwise follow the source until cancelled. Default: false.
+    /// Stop each slot once it has applied everything the source had
+    /// committed when it started, or when it last read (a read that returned
+    /// less than a full batch), whichever comes first; otherwise follow the
+    /// source until cancelled. Default: false.
     pub until_caught_up: bool,
     /// Rows read from a slot per batch (whole transactions: a batch may hold
     /// more). The batch's transactions are applied in one target
@@ -148,6 +149,10 @@ pub struct SlotReport {
     pub changes: u64,
     /// Whether it stopped caught up.
     pub caught_up: bool,
+    /// With `until_caught_up`: the source's WAL LSN when the worker began.
+    /// A caught-up worker has applied every transaction committed before
+    /// it (and everything committed before its last read began).
+    pub until_lsn: Option<Lsn>,
     /// Connections re-established after a loss.
     pub reconnects: u64,
 }

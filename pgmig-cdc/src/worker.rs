@@ -87,6 +87,7 @@ pub(crate) async fn run_slot(job: SlotJob) -> Result<SlotReport, CdcError> {
         transactions: 0,
         changes: 0,
         caught_up: false,
+        until_lsn: None,
         reconnects: 0,
     };
     let mut failing_since: Option<Instant> = None;
@@ -183,6 +184,9 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
         report.start_lsn = applied;
     }
     report.applied_end_lsn = applied;
+    if job.opts.until_caught_up && report.until_lsn.is_none() {
+        report.until_lsn = Some(current_wal_lsn(&source, source_version).await?);
+    }
     // Skip the transactions already in the target (before P, or applied
     // before a crash) without decoding them again.
     if info.confirmed_flush_lsn.is_some_and(|c| c < applied) {
@@ -240,8 +244,13 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
             });
         }
         advance_slot(&source, source_version, slot, &sets, applied).await?;
+        // Everything committed before the read began is applied.
         let drained = (rows as i64) < job.opts.batch_changes;
-        if drained {
+        // Or everything committed before the worker began: under a write
+        // load faster than one batch per read, reads may never come back
+        // short.
+        let passed = report.until_lsn.is_some_and(|goal| applied >= goal);
+        if drained || passed {
             if job.opts.until_caught_up {
                 report.caught_up = true;
                 job.emit(CdcEvent::CaughtUp {

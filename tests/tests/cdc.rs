@@ -125,6 +125,7 @@ async fn library_applies_exactly_once_refuses_a_second_applier_and_stops_on_a_mi
     );
     assert_eq!(s.changes, AFTER_P_CHANGES);
     assert!(s.caught_up);
+    assert!(s.until_lsn.is_some_and(|u| u >= head), "{:?}", s.until_lsn);
     assert!(s.applied_end_lsn <= head, "{} > {head}", s.applied_end_lsn);
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
