@@ -431,11 +431,25 @@ async fn missing_tables_and_columns_are_named() {
     cluster
         .execute(
             &left_db,
-            &format!("{both} CREATE TABLE only_left (id int); ALTER TABLE a ADD COLUMN y int;"),
+            &format!(
+                "{both} CREATE TABLE only_left (id int); ALTER TABLE a ADD COLUMN y int; \
+                 CREATE TABLE widened (id int PRIMARY KEY, n int, f float4); \
+                 INSERT INTO widened SELECT g, g * 1000, g / 4.0 FROM generate_series(1, 300) g;"
+            ),
         )
         .await
         .unwrap();
-    cluster.execute(&right_db, both).await.unwrap();
+    // The target widened the integers: equal values still compare equal.
+    cluster
+        .execute(
+            &right_db,
+            &format!(
+                "{both} CREATE TABLE widened (id bigint PRIMARY KEY, n bigint, f float4); \
+                 INSERT INTO widened SELECT g, g * 1000, g / 4.0 FROM generate_series(1, 300) g;"
+            ),
+        )
+        .await
+        .unwrap();
     let report = verify(
         &conn(&cluster, &left_db),
         &conn(&cluster, &right_db),
@@ -455,6 +469,28 @@ async fn missing_tables_and_columns_are_named() {
             only_left: vec!["y".into()],
             only_right: vec![]
         }]
+    );
+    let widened = table(&report, "widened");
+    assert!(widened.passed, "{widened:#?}");
+    assert_eq!(widened.rows_right, Some(300));
+    cluster
+        .execute(&right_db, "UPDATE widened SET n = 7 WHERE id = 42")
+        .await
+        .unwrap();
+    let report = verify(
+        &conn(&cluster, &left_db),
+        &conn(&cluster, &right_db),
+        &VerifyOptions {
+            tables: Some(vec![QualifiedTable::new("public", "widened")]),
+            ..opts(Mode::Checksums)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&table(&report, "widened").differences[..],
+            [Difference::Chunk { changed, .. }] if changed == &keys(1, &["42"])),
+        "{report:#?}"
     );
 
     // A cancelled verification stops with Cancelled; the caller's token is

@@ -133,6 +133,19 @@ pub(crate) struct Column {
     pub expr: String,
     /// Whether it is `int2`, `int4` or `int8` (a domain over one counts).
     pub integer: bool,
+    /// Its type as read: base type and, for an array, element type.
+    pub type_key: String,
+}
+
+impl Column {
+    /// The column read as its text: what two sides whose types differ
+    /// (`integer` widened to `bigint`, say) can still compare.
+    pub(crate) fn as_text(&self) -> Column {
+        Column {
+            expr: format!("{}::text", quote_ident(&self.name)),
+            ..self.clone()
+        }
+    }
 }
 
 /// The expression for a column of base type `base` (in `pg_catalog` when
@@ -203,15 +216,23 @@ pub(crate) async fn columns(
             ),
         );
         let integer = builtin && INTEGER_TYPES.contains(&base.as_str());
-        facts.insert(name, (expr, integer));
+        let type_key = format!(
+            "{base}{}{}",
+            if builtin { "" } else { "(user)" },
+            elem.as_deref()
+                .map(|e| format!("[{e}]"))
+                .unwrap_or_default()
+        );
+        facts.insert(name, (expr, integer, type_key));
     }
     Ok(info
         .copy_columns()
         .filter_map(|c| {
-            facts.get(&c.name).map(|(expr, integer)| Column {
+            facts.get(&c.name).map(|(expr, integer, type_key)| Column {
                 name: c.name.clone(),
                 expr: expr.clone(),
                 integer: *integer,
+                type_key: type_key.clone(),
             })
         })
         .collect())
@@ -270,6 +291,7 @@ mod tests {
             name: name.into(),
             expr: quote_ident(name),
             integer,
+            type_key: String::new(),
         };
         let cols = [col("tenant", true), col("id", true), col("code", false)];
         let key = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();

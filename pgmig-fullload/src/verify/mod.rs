@@ -766,10 +766,15 @@ fn align(info: TableInfo, lcols: Vec<Column>, rcols: Vec<Column>) -> TablePlan {
     let columns: Vec<(Column, Column)> = lcols
         .iter()
         .filter_map(|l| {
-            rcols
-                .iter()
-                .find(|r| r.name == l.name)
-                .map(|r| (l.clone(), r.clone()))
+            rcols.iter().find(|r| r.name == l.name).map(|r| {
+                if l.type_key == r.type_key {
+                    (l.clone(), r.clone())
+                } else {
+                    // Different types (a widened integer, say): equal
+                    // values still print the same text.
+                    (l.as_text(), r.as_text())
+                }
+            })
         })
         .collect();
     if !key
