@@ -255,6 +255,62 @@ async fn dms_generate_writes_valid_inputs_and_refuses_a_slot_past_p() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("Unix socket"), "{}", text(&o));
 
+    // SIGTERM during a scan (here: waiting behind a lock the application
+    // holds) cancels it on the server too, and writes nothing.
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let locker = source.connect(&db).await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE public.order_items IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pgmig"))
+        .args([
+            "dms",
+            "generate",
+            "--out",
+            out,
+            "--replication-instance-arn",
+            instance,
+        ])
+        .env("PGMIG_SOURCE", &source_dsn)
+        .env("PGMIG_TARGET", &target_dsn)
+        .env_remove("PGMIG_REPLICA")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = "SELECT count(*)::text FROM pg_stat_activity \
+                   WHERE query LIKE 'SELECT max(%' AND wait_event_type = 'Lock'";
+    let mut seen = false;
+    for _ in 0..50 {
+        if source.query_one_string(&db, waiting).await.unwrap() == "1" {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the scan never waited on the lock");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("interrupted by SIGTERM"), "{}", text(&o));
+    let gone = "SELECT count(*)::text FROM pg_stat_activity WHERE query LIKE 'SELECT max(%'";
+    let mut cancelled = false;
+    for _ in 0..50 {
+        if source.query_one_string(&db, gone).await.unwrap() == "0" {
+            cancelled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(cancelled, "the scan still runs on the server");
+    assert!(!out_dir.exists(), "an interrupted run wrote files");
+    locker.batch_execute("ROLLBACK").await.unwrap();
+
     // A slot that confirmed changes past P: DMS cannot start at P any more.
     source
         .execute(

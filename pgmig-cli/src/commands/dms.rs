@@ -189,8 +189,12 @@ pub async fn run(global: &GlobalArgs, cmd: &DmsCommand) -> anyhow::Result<Outcom
 }
 
 /// DMS errors as the CLI's exit codes: refusals of the source's state exit
-/// 1, bad input 2, the rest 3.
+/// 1, bad input 2, server errors as pgmig-core classifies them, the rest 3.
 fn classify(err: DmsError) -> anyhow::Error {
+    if let DmsError::Core(core) = err {
+        // pgmig's own kinds (connection, SQL, bad input) decide the code.
+        return core.into();
+    }
     if err.is_refusal() {
         CheckFailed(err.to_string()).into()
     } else if err.is_usage() {
