@@ -1,6 +1,8 @@
 //! Everything DMS needs for phase II, computed from the plan, P, the
 //! endpoints and the LOB measurement — pure, no I/O.
 
+use std::collections::BTreeMap;
+
 use pgmig_core::plan::Plan;
 use pgmig_core::{Lsn, QualifiedTable};
 use serde::Serialize;
@@ -250,6 +252,19 @@ pub fn generate(plan: &Plan, p: Lsn, opts: &ArtifactOptions) -> Result<Artifacts
                 "{}: {} has no replica-identity index: only its INSERTs are replicated",
                 group.slot, t.table
             ));
+            if let LobChoice::Measured(m, _) = &opts.lob {
+                for c in m
+                    .columns
+                    .iter()
+                    .filter(|c| c.column.table == t.table && c.column.type_name.ends_with("[]"))
+                {
+                    warnings.push(format!(
+                        "{}: {} has an array column ({}) and no primary key: DMS suspends such \
+                         tables, which stops the task under the strict error policy",
+                        group.slot, t.table, c.column.column
+                    ));
+                }
+            }
         }
 
         if let Credentials::PasswordAtCreation { env_var } = &opts.source_credentials {
@@ -293,6 +308,20 @@ pub fn generate(plan: &Plan, p: Lsn, opts: &ArtifactOptions) -> Result<Artifacts
             create_task,
             lob,
         });
+    }
+    let mut by_folded: BTreeMap<(String, String), Vec<&QualifiedTable>> = BTreeMap::new();
+    for (_, t) in plan.tables() {
+        by_folded
+            .entry((t.table.schema.to_lowercase(), t.table.name.to_lowercase()))
+            .or_default()
+            .push(&t.table);
+    }
+    for same in by_folded.values().filter(|v| v.len() > 1) {
+        let names: Vec<String> = same.iter().map(ToString::to_string).collect();
+        warnings.push(format!(
+            "{} differ only in case, which DMS does not support",
+            names.join(" and ")
+        ));
     }
     warnings.push(
         "DMS does not replicate TRUNCATE from PostgreSQL, nor sequence values: \

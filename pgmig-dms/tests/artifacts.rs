@@ -266,6 +266,37 @@ fn the_validator_catches_broken_inputs() {
 }
 
 #[test]
+fn warnings_name_what_dms_handles_badly() {
+    let mut plan = plan();
+    plan.slots[1]
+        .tables
+        .push(table("public", "Audit_Log", true));
+    let mut m = measurement();
+    m.columns.push(MeasuredColumn {
+        column: LobColumn {
+            table: QualifiedTable::new("public", "audit_log"),
+            column: "tags".into(),
+            type_name: "text[]".into(),
+            kind: LobKind::Rendered,
+        },
+        max_bytes: 10,
+    });
+    let mut opts = options(false);
+    opts.lob = LobChoice::Measured(m, LobPolicy::default());
+    let a = generate(&plan, Lsn(1), &opts).unwrap();
+    let all = a.warnings.join("\n");
+    for expected in [
+        "public.audit_log has no replica-identity index",
+        "public.audit_log has an array column (tags) and no primary key",
+        "public.audit_log and public.\"Audit_Log\" differ only in case",
+        "public.audit_log has no primary key; DMS cannot look its LOBs up in full LOB mode",
+        "TRUNCATE",
+    ] {
+        assert!(all.contains(expected), "{expected:?} not in:\n{all}");
+    }
+}
+
+#[test]
 fn generating_again_gives_the_same_files() {
     let p = Lsn(0x16_B374_D848);
     let a = generate(&plan(), p, &options(false)).unwrap();
