@@ -225,7 +225,17 @@ fn endpoint(
         args.ssl_mode.map(Into::into),
         certificate,
     )
-    .map_err(classify)
+    .map_err(|e| {
+        UsageError(format!(
+            "{e} (see --{role}-server, --ssl-mode, --{role}-certificate-arn{})",
+            if role == "target" {
+                ", or name an existing endpoint with --target-endpoint-arn"
+            } else {
+                ""
+            }
+        ))
+        .into()
+    })
 }
 
 fn credentials(secret: Option<&String>, role: Option<&String>, env_var: &str) -> Credentials {
