@@ -107,17 +107,23 @@ async fn done_steps(settings: &Settings) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn record(settings: &Settings, step: &str, status: &str, detail: Option<&str>) {
+/// Records a step's status; false when the target has no step log yet
+/// (before setup creates pgmig's state).
+async fn record(settings: &Settings, step: &str, status: &str, detail: Option<&str>) -> bool {
     let Ok(target) = connect(settings, ServerRole::Target).await else {
-        return;
+        return false;
     };
-    if state::table_exists(&target, "pgmig.step_log")
+    if !state::table_exists(&target, "pgmig.step_log")
         .await
         .unwrap_or(false)
-        && let Err(e) = state::log_step(&target, &format!("run:{step}"), status, detail).await
     {
-        eprintln!("note: could not record step {step} as {status} in the target: {e}");
+        return false;
     }
+    if let Err(e) = state::log_step(&target, &format!("run:{step}"), status, detail).await {
+        eprintln!("note: could not record step {step} as {status} in the target: {e}");
+        return false;
+    }
+    true
 }
 
 /// Runs phase I, or prints its statements.
@@ -130,10 +136,11 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<Outcome>
         .map(|(name, line)| Ok((*name, command_of(line)?)))
         .collect::<anyhow::Result<_>>()?;
     if global.dry_run {
-        return dry_run(global, commands).await;
+        return dry_run(global, commands, args.slots).await;
     }
     let done = done_steps(&settings).await;
     let total = commands.len();
+    let mut unrecorded: Vec<&str> = Vec::new();
     for (i, (name, command)) in commands.into_iter().enumerate() {
         if done.iter().any(|d| d == name) {
             println!("== {}/{total} {name}: done earlier, skipped", i + 1);
@@ -151,9 +158,20 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<Outcome>
             Err(e) => Some(format!("{e:#}")),
         };
         match failure {
-            None => record(&settings, name, "done", None).await,
+            None => {
+                // Steps done before the step log existed (the check) are
+                // recorded as soon as it does.
+                unrecorded.push(name);
+                let mut still = Vec::new();
+                for step in unrecorded.drain(..) {
+                    if !record(&settings, step, "done", None).await {
+                        still.push(step);
+                    }
+                }
+                unrecorded = still;
+            }
             Some(why) => {
-                record(&settings, name, "failed", Some(&why)).await;
+                let _ = record(&settings, name, "failed", Some(&why)).await;
                 let paused = i >= 3 && name != "resume-replica";
                 eprintln!(
                     "\npgmig run stopped at step {name}.{}\nFix the cause above, then run `pgmig run` again: \
@@ -189,7 +207,11 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<Outcome>
 
 /// Each step's dry run in order; the load and the verification depend on P,
 /// which only the snapshot records, so they are described instead.
-async fn dry_run(global: &GlobalArgs, commands: Vec<(&str, Command)>) -> anyhow::Result<Outcome> {
+async fn dry_run(
+    global: &GlobalArgs,
+    commands: Vec<(&str, Command)>,
+    slots: usize,
+) -> anyhow::Result<Outcome> {
     for (name, command) in commands {
         println!("\n-- ===== step {name} =====");
         match name {
@@ -223,8 +245,34 @@ async fn dry_run(global: &GlobalArgs, commands: Vec<(&str, Command)>) -> anyhow:
                 "-- (step {name} would stop the run here: exit {})",
                 other.code()
             ),
+            Err(e) if name == "snapshot" => {
+                // Before setup there is no recorded plan: show the snapshot
+                // of the plan setup would record.
+                if let Err(e2) = snapshot_preview(global, slots).await {
+                    println!("-- (step {name} cannot be previewed yet: {e:#}; {e2:#})");
+                }
+            }
             Err(e) => println!("-- (step {name} cannot be previewed yet: {e:#})"),
         }
     }
     Ok(Outcome::Success)
+}
+
+/// The snapshot's statements for the plan that setup would record.
+async fn snapshot_preview(global: &GlobalArgs, slots: usize) -> anyhow::Result<()> {
+    let settings = Settings::load(global)?;
+    let source = connect(&settings, ServerRole::Source).await?;
+    let replica = connect(&settings, ServerRole::Replica).await?;
+    let plan = match &settings.plan {
+        Some(plan) => plan.clone(),
+        None => {
+            let version = pgmig_core::ServerVersion::query(&source).await?;
+            let tables = pgmig_core::catalog::list_tables(&source, version).await?;
+            let rates = pgmig_core::plan::write_rates(&source).await?;
+            pgmig_core::plan::Plan::build(&tables, &rates, slots, &settings.file_filters)?
+        }
+    };
+    let rv = pgmig_core::ServerVersion::query(&replica).await?;
+    let statements = pgmig_pglogical::snapshot::snapshot_sql(rv, &plan)?;
+    super::common::print_dry_run(&statements, global.json)
 }
