@@ -20,6 +20,7 @@
 pub mod advance;
 mod apply;
 pub mod cutover;
+pub mod dry_run;
 pub mod error;
 pub mod progress;
 pub mod sequence;
@@ -199,7 +200,7 @@ fn planned_slots(
 
 /// Checks that CDC may start: a migration with P, the full load finished,
 /// and every slot at or before where the target stands. Returns P and the
-/// slots with their sets.
+/// slots with their sets. Reads only.
 pub async fn preflight(
     source: &ConnConfig,
     target: &ConnConfig,
@@ -235,7 +236,6 @@ pub async fn preflight(
             )));
         }
     }
-    progress::ensure_progress_table(&tc).await?;
     let slots = planned_slots(&migration.plan, opts.slots.as_deref())?;
     let sc = source.connect().await?;
     let sv = ServerVersion::query(&sc).await?;
@@ -266,6 +266,7 @@ pub async fn run(
 ) -> Result<CdcReport, CdcError> {
     let started = Instant::now();
     let (pause_lsn, slots) = preflight(source, target, opts).await?;
+    progress::ensure_progress_table(&target.connect().await?).await?;
     let stop = cancel.child_token();
     let mut set = JoinSet::new();
     for (slot, sets) in slots {

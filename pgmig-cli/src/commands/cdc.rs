@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use pgmig_cdc::cutover::{Pending, catch_up, pending_changes, sequences};
 use pgmig_cdc::sequence::{SequenceAction, SequenceSync};
-use pgmig_cdc::{CdcError, CdcEvent, CdcOptions, CdcReport, EventFn, preflight, run as run_cdc};
+use pgmig_cdc::{CdcError, CdcEvent, CdcOptions, CdcReport, EventFn, run as run_cdc};
 use pgmig_core::{Lsn, ServerRole, state};
 use pgmig_fullload::verify::{Mode, VerifyOptions, VerifyReport, verify};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::common::{connect, print_json};
+use super::common::{connect, print_dry_run, print_json};
 use super::snapshot::interrupted;
 use crate::cli::GlobalArgs;
 use crate::exit::{CheckFailed, Outcome, UsageError};
@@ -156,37 +156,13 @@ pub async fn run(global: &GlobalArgs, args: &CdcArgs) -> anyhow::Result<Outcome>
     let target = settings.conn(ServerRole::Target)?;
     let opts = options(args)?;
     if global.dry_run {
-        let (p, slots) = preflight(&source, &target, &opts).await.map_err(classify)?;
-        #[derive(Serialize)]
-        struct DryRun<'a> {
-            dry_run: bool,
-            pause_lsn: Lsn,
-            slots: Vec<&'a str>,
-            statements: Vec<&'static str>,
+        let (p, statements) = pgmig_cdc::dry_run::statements(&source, &target, &opts)
+            .await
+            .map_err(classify)?;
+        if !global.json {
+            println!("-- P = {p}; each slot repeats its read, apply and advance until stopped");
         }
-        let dry = DryRun {
-            dry_run: true,
-            pause_lsn: p,
-            slots: slots.iter().map(|(s, _)| s.as_str()).collect(),
-            statements: vec![
-                pgmig_pglogical::decoder::PEEK_CHANGES_SQL,
-                "BEGIN; <one INSERT/UPDATE/DELETE/TRUNCATE per change>",
-                pgmig_cdc::progress::RECORD_PROGRESS_SQL,
-                "COMMIT",
-                "SELECT pg_catalog.pg_replication_slot_advance(...)",
-            ],
-        };
-        if global.json {
-            print_json(&dry)?;
-        } else {
-            println!(
-                "-- would apply from P = {p} the slots {}",
-                dry.slots.join(", ")
-            );
-            for s in &dry.statements {
-                println!("{s};");
-            }
-        }
+        print_dry_run(&statements, global.json)?;
         return Ok(Outcome::Success);
     }
     let cancel = CancellationToken::new();
