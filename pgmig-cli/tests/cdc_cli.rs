@@ -201,7 +201,7 @@ struct WriteLoad {
 impl WriteLoad {
     /// Starts the load. A lost connection (a restarted source) is
     /// re-established; the interrupted iteration is abandoned.
-    async fn start(lab: &Lab3) -> WriteLoad {
+    fn start(lab: &Lab3) -> WriteLoad {
         let stop = Arc::new(AtomicBool::new(false));
         let iterations = Arc::new(AtomicU64::new(0));
         let (s, n) = (stop.clone(), iterations.clone());
@@ -292,7 +292,7 @@ const TABLES: &[&str] = &[
 async fn cdc_under_write_load_killed_and_restarted_then_cutover_is_identical() {
     skip_unless_available!(pglogical);
     let lab = Lab3::start(DATA).await;
-    let writes = WriteLoad::start(&lab).await;
+    let writes = WriteLoad::start(&lab);
     writes.wait_for(20).await;
     lab.setup_to_load("2").await;
     writes.wait_for(100).await;
@@ -561,7 +561,7 @@ async fn bulk_backlog_then_crashes_of_target_and_source() {
 
     // Follow mode under the write load, through a crash of the target and
     // then of the source.
-    let writes = WriteLoad::start(&lab).await;
+    let writes = WriteLoad::start(&lab);
     let mut child = lab
         .command(&["cdc", "--batch", "200", "--poll-ms", "50"])
         .stdout(std::process::Stdio::piped())
