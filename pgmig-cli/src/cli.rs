@@ -171,6 +171,12 @@ pub enum Command {
     /// --dry-run prints the runbook's statements, per server, in order.
     #[command(after_help = "Example:\n  pgmig run --dry-run\n  pgmig run --slots 6 --jobs 4 --yes")]
     Run(crate::commands::run::RunArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Example:\n  pgmig completions bash > /etc/bash_completion.d/pgmig")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Step 11: resume WAL replay on the maintenance replica and confirm it.
     #[command(after_help = "Example:\n  pgmig resume-replica")]
     ResumeReplica,

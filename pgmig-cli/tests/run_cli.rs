@@ -258,3 +258,30 @@ async fn demo_runs_to_the_end() {
     );
     assert!(stdout.contains("demo done"), "{stdout}");
 }
+
+#[test]
+fn completions_and_help_for_every_command() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pgmig"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let script = String::from_utf8_lossy(&out.stdout);
+    for command in [
+        "load", "verify", "run", "status", "cleanup", "demo", "snapshot",
+    ] {
+        assert!(
+            script.contains(command),
+            "{command} missing from the completions"
+        );
+        let help = Command::new(env!("CARGO_BIN_EXE_pgmig"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert_eq!(help.status.code(), Some(0), "{command} --help");
+        assert!(
+            String::from_utf8_lossy(&help.stdout).contains("Example:"),
+            "{command} --help has no example"
+        );
+    }
+}

@@ -40,6 +40,11 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Status(args) => status::run(global, args).await,
         Command::Cleanup(args) => cleanup::run(global, args).await,
         Command::Run(args) => Box::pin(run::run(global, args)).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(*shell, &mut Cli::command(), "pgmig", &mut std::io::stdout());
+            Ok(Outcome::Success)
+        }
         Command::ResumeReplica => snapshot::resume(global).await,
         Command::Demo => Box::pin(demo::run(global)).await,
     }
