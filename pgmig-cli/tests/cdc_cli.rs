@@ -733,3 +733,32 @@ async fn rows(cluster: &Cluster, db: &str) -> Vec<String> {
 const ALL_COLUMNS: &str = "i2, i4, i8, num, num_s, f4, f8, m, c, vc, t, b, bool, ts, tstz, d, tm, tmtz, iv, \
     pt, ls, bx, pth, pg, ci, ln, cidr_, inet_, mac, mac8, bt, vb, tsv, tsq, u, x, j, jb, r4, rn, rts, rd, mr, \
     e, addr, pos, lbl, a_i4, a_t, a_2d, a_n, a_b, a_ts, a_bytea, a_jb, a_e, a_addr, a_u, a_d, a_iv";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutover_while_the_source_is_still_written_is_no_go() {
+    skip_unless_available!(pglogical);
+    let lab = Lab3::start(DATA).await;
+    lab.setup_to_load("1").await;
+    let writes = WriteLoad::start(&lab);
+    writes.wait_for(20).await;
+    let cut = lab.pgmig(&["--json", "cutover", "--mode", "counts"]).await;
+    writes.stop().await;
+    assert_eq!(cut.status.code(), Some(1), "{}", text(&cut));
+    let verdict: serde_json::Value = serde_json::from_slice(&cut.stdout).unwrap();
+    assert_eq!(verdict["go"], false);
+    let reasons: Vec<&str> = verdict["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with("slot dms_slot_01: ")
+            && r.ends_with("committed on the source after the catch-up: writes have not stopped")),
+        "{reasons:?}"
+    );
+    // Once the writes stopped, the same cutover says GO.
+    let again = lab.pgmig(&["cutover"]).await;
+    assert_ok(&again, "cutover after the writes stopped");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("\nGO: "));
+}
