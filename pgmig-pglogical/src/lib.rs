@@ -8,6 +8,7 @@
 
 pub mod preflight;
 
+pub mod cleanup;
 pub mod decoder;
 pub mod error;
 pub mod message;
