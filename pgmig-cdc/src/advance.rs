@@ -17,42 +17,49 @@ use crate::error::CdcError;
 /// them), which moves the slot to the end of the last commit read.
 pub fn advance_sql(version: ServerVersion) -> &'static str {
     if version.major() >= Major::V11 {
-        "SELECT pg_catalog.pg_replication_slot_advance(s.slot_name, $2::pg_lsn) \
-         FROM pg_catalog.pg_replication_slots s \
-         WHERE s.slot_name = $1::name AND s.confirmed_flush_lsn < $2::pg_lsn"
+        "SELECT s.confirmed_flush_lsn, CASE WHEN s.confirmed_flush_lsn < $2::pg_lsn THEN \
+           (SELECT a.end_lsn FROM pg_catalog.pg_replication_slot_advance(s.slot_name, $2::pg_lsn) a) END \
+         FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = $1::name"
     } else {
-        "SELECT count(*) FROM pg_catalog.pg_replication_slots s, \
-           LATERAL pg_catalog.pg_logical_slot_get_changes(s.slot_name, $2::pg_lsn, NULL::int4, VARIADIC $3::text[]) c \
-         WHERE s.slot_name = $1::name AND s.confirmed_flush_lsn < $2::pg_lsn"
+        "SELECT s.confirmed_flush_lsn, CASE WHEN s.confirmed_flush_lsn < $2::pg_lsn THEN \
+           (SELECT max(c.lsn) FROM pg_catalog.pg_logical_slot_get_changes(s.slot_name, $2::pg_lsn, NULL::int4, \
+              VARIADIC $3::text[]) c) END \
+         FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = $1::name"
     }
 }
 
-/// Moves `slot` (read through `sets`) to `lsn` unless it is there already.
+/// Moves `slot` (read through `sets`) to `lsn` unless it is there already,
+/// and returns where the slot stood before: past `lsn` means another client
+/// consumed it.
 pub async fn advance_slot(
     source: &impl GenericClient,
     version: ServerVersion,
     slot: &str,
     sets: &[&str],
     lsn: Lsn,
-) -> Result<(), CdcError> {
+) -> Result<Lsn, CdcError> {
     let query = |source| CdcError::Query {
         slot: slot.to_owned(),
         what: format!("advance the slot to {lsn}"),
         source,
     };
     let sql = advance_sql(version);
-    if version.major() >= Major::V11 {
+    let row = if version.major() >= Major::V11 {
         source
-            .query(sql, &[&slot, &PgLsn::from(lsn)])
+            .query_opt(sql, &[&slot, &PgLsn::from(lsn)])
             .await
-            .map_err(query)?;
+            .map_err(query)?
     } else {
         source
-            .query(sql, &[&slot, &PgLsn::from(lsn), &decoding_options(sets)])
+            .query_opt(sql, &[&slot, &PgLsn::from(lsn), &decoding_options(sets)])
             .await
-            .map_err(query)?;
-    }
-    Ok(())
+            .map_err(query)?
+    };
+    let row = row.ok_or_else(|| CdcError::SlotMissing {
+        slot: slot.to_owned(),
+    })?;
+    let before: Option<PgLsn> = row.try_get(0).map_err(query)?;
+    Ok(before.map_or(Lsn(0), Lsn::from))
 }
 
 #[cfg(test)]
@@ -66,7 +73,7 @@ mod tests {
         assert!(advance_sql(v11).contains("pg_replication_slot_advance"));
         assert!(advance_sql(v10).contains("pg_logical_slot_get_changes"));
         for sql in [advance_sql(v10), advance_sql(v11)] {
-            assert!(sql.ends_with("s.confirmed_flush_lsn < $2::pg_lsn"), "{sql}");
+            assert!(sql.starts_with("SELECT s.confirmed_flush_lsn, CASE WHEN s.confirmed_flush_lsn < $2::pg_lsn THEN"), "{sql}");
         }
     }
 }

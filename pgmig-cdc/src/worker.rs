@@ -243,7 +243,16 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
                 apply_ms,
             });
         }
-        advance_slot(&source, source_version, slot, &sets, applied).await?;
+        let before = advance_slot(&source, source_version, slot, &sets, applied).await?;
+        if before > applied {
+            return Err(CdcError::SlotAhead {
+                slot: slot.to_owned(),
+                confirmed_flush: before,
+                start: applied,
+                why: "the last applied commit: another client consumed the slot while pgmig applied it"
+                    .into(),
+            });
+        }
         // Everything committed before the read began is applied.
         let drained = (rows as i64) < job.opts.batch_changes;
         // Or everything committed before the worker began: under a write

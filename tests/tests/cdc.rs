@@ -7,7 +7,8 @@
 //!   slot is advanced to the progress row; lag is reported;
 //! - a second applier on a slot already being applied is refused;
 //! - an UPDATE that finds no row on the target stops the applier with the
-//!   table and key, and nothing of its batch is committed.
+//!   table and key, and nothing of its batch is committed;
+//! - a slot consumed by another client is refused.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -246,5 +247,43 @@ async fn library_applies_exactly_once_refuses_a_second_applier_and_stops_on_a_mi
             .await
             .unwrap(),
         "0"
+    );
+
+    // Another client consumes the slot: the changes are gone, CDC refuses.
+    let name = pgmig_pglogical::SlotName::new(slot.clone()).unwrap();
+    let sets = [
+        pgmig_pglogical::replication_set::update_delete_set_name(&name),
+        pgmig_pglogical::replication_set::insert_truncate_set_name(&name),
+    ];
+    let consumed = pgmig_pglogical::get_changes(&sc, &slot, &[&sets[0], &sets[1]], None, None)
+        .await
+        .unwrap();
+    assert!(!consumed.is_empty());
+    let confirmed: String = sc
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let refused = run(
+        &source_conn,
+        &target_conn,
+        &opts,
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.is_refusal());
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "slot {slot} is ahead of the target: its confirmed_flush_lsn {confirmed} is after {} (the last \
+             applied commit: another client consumed the slot); the changes in between are not in the slot \
+             any more, so CDC from it would lose them",
+            before.applied_end_lsn
+        )
     );
 }
