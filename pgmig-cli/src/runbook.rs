@@ -157,9 +157,23 @@ impl Migration {
         .await?)
     }
 
-    /// Step 10: the replica (at P) against the target.
+    /// Step 10: the replica against the target. Unless `opts` says
+    /// otherwise, the replica must be paused at the recorded P (checked
+    /// before and after reading) and the plan's tables are compared.
     pub async fn verify(&self, opts: &VerifyOptions) -> Result<VerifyReport, StepError> {
-        Ok(pgmig_fullload::verify::verify(&self.replica, &self.target, opts).await?)
+        let mut opts = opts.clone();
+        let target = self.target.connect().await?;
+        if let Some(m) = state::load_migration(&target).await? {
+            if opts.left_paused_at.is_none() {
+                opts.left_paused_at = m.pause_lsn;
+            }
+            if opts.tables.is_none() {
+                opts.tables = Some(m.plan.tables().map(|(_, t)| t.table.clone()).collect());
+            }
+        }
+        opts.left_name = "replica".into();
+        opts.right_name = "target".into();
+        Ok(pgmig_fullload::verify::verify(&self.replica, &self.target, &opts).await?)
     }
 
     /// Step 11: resume the replica's replay.
