@@ -102,8 +102,13 @@ struct Lab3 {
 
 impl Lab3 {
     async fn start(data: &str) -> Lab3 {
+        Lab3::start_with_target(data, 15).await
+    }
+
+    async fn start_with_target(data: &str, target_major: u32) -> Lab3 {
         let source = Lab::source_pg15().await.expect("source");
-        let (replica, target) = tokio::join!(source.create_replica(), Cluster::primary(15));
+        let (replica, target) =
+            tokio::join!(source.create_replica(), Cluster::primary(target_major));
         let (replica, target) = (replica.expect("replica"), target.expect("target"));
         let db = source.create_database("app").await.unwrap();
         source.execute(&db, data).await.unwrap();
@@ -670,11 +675,22 @@ const TYPES_ROW: &str = r#"INSERT INTO public.alltypes VALUES ($1,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_round_trips_through_cdc() {
     skip_unless_available!(pglogical);
+    every_type_round_trips_into(15).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_round_trips_through_cdc_into_pg16() {
+    skip_unless_available!(pglogical);
+    skip_unless_available!(16);
+    every_type_round_trips_into(16).await;
+}
+
+async fn every_type_round_trips_into(target_major: u32) {
     let data = format!(
         "{TYPES}; {}; INSERT INTO public.alltypes (id) VALUES (2);",
         TYPES_ROW.replace("$1", "1")
     );
-    let lab = Lab3::start(&data).await;
+    let lab = Lab3::start_with_target(&data, target_major).await;
     lab.setup_to_load("1").await;
     let after_p = [
         TYPES_ROW.replace("$1", "3"),
