@@ -751,12 +751,43 @@ const ALL_COLUMNS: &str = "i2, i4, i8, num, num_s, f4, f8, m, c, vc, t, b, bool,
     e, addr, pos, lbl, a_i4, a_t, a_2d, a_n, a_b, a_ts, a_bytea, a_jb, a_e, a_addr, a_u, a_d, a_iv";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cutover_while_the_source_is_still_written_is_no_go() {
+async fn cutover_while_cdc_runs_or_the_source_is_still_written_is_refused() {
     skip_unless_available!(pglogical);
     let lab = Lab3::start(DATA).await;
     lab.setup_to_load("1").await;
     let writes = WriteLoad::start(&lab);
     writes.wait_for(20).await;
+
+    // While `pgmig cdc` runs, the cutover refuses to race it.
+    let mut follow = lab
+        .command(&["cdc"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let started = lab
+            .target_sql("SELECT (to_regclass('pgmig.cdc_progress') IS NOT NULL)::text")
+            .await
+            == "true";
+        if started && lab.applied().await > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cdc applied nothing in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let busy = lab.pgmig(&["cutover"]).await;
+    assert_eq!(busy.status.code(), Some(1), "{}", text(&busy));
+    assert_eq!(
+        String::from_utf8_lossy(&busy.stderr).trim(),
+        "error: another pgmig applier is applying slot dms_slot_01 to this target: stop the running \
+         `pgmig cdc` (SIGTERM lets it finish its batch) and run the cutover again; the cutover applies the \
+         rest itself"
+    );
+    follow.start_kill().unwrap();
+    follow.wait().await.unwrap();
+
     let cut = lab.pgmig(&["--json", "cutover", "--mode", "counts"]).await;
     writes.stop().await;
     assert_eq!(cut.status.code(), Some(1), "{}", text(&cut));

@@ -247,9 +247,17 @@ pub async fn cutover(global: &GlobalArgs, args: &CutoverArgs) -> anyhow::Result<
         }
     };
     let cancel = CancellationToken::new();
-    let caught = catch_up(&source, &target, &opts, None, cancel.clone())
-        .await
-        .map_err(classify)?;
+    let caught = match catch_up(&source, &target, &opts, None, cancel.clone()).await {
+        Ok(caught) => caught,
+        Err(e @ CdcError::SlotBusy { .. }) => {
+            return Err(CheckFailed(format!(
+                "{e}: stop the running `pgmig cdc` (SIGTERM lets it finish its batch) and run the cutover again; \
+                 the cutover applies the rest itself"
+            ))
+            .into());
+        }
+        Err(e) => return Err(classify(e)),
+    };
     say(format!(
         "caught up: every slot applied everything committed before {}",
         caught.source_lsn
