@@ -1,9 +1,10 @@
 //! `pgmig cdc` and `pgmig cutover` through the real binary, on real servers.
 //!
-//! A write load (inserts, updates that leave a TOASTed column alone and
-//! updates that change it, deletes, primary-key changes, truncates, tables
-//! with and without primary keys, many types) runs on the source from before
-//! `setup` until the cutover; `cdc --until-caught-up`, a follow-mode `cdc`
+//! The bench workload (`bench/dataset.sql`, small scale) and a write load
+//! (inserts, updates that leave a TOASTed column alone and updates that
+//! change it, deletes, primary-key changes, truncates, tables with and
+//! without primary keys, a unique constraint besides the key, many types)
+//! run on the source from before `setup` until the cutover; `cdc --until-caught-up`, a follow-mode `cdc`
 //! killed with SIGKILL mid-stream and a restarted one apply it, `cutover`
 //! says GO, and afterwards every table is identical on source and target by
 //! checksum and every sequence is at or ahead of the source's. A slot
@@ -66,10 +67,19 @@ const WRITES: &[&str] = &[
     "INSERT INTO \"Shop\".\"Order Items\" (order_id, line, qty, note) VALUES (100000 + $1, 1, $1, 'new')",
     "UPDATE \"Shop\".\"Order Items\" SET qty = qty + 1 WHERE order_id = ($1 * 31) % 1000 AND line = 1",
     "INSERT INTO public.scratch VALUES ($1, 'v' || $1)",
+    // The bench workload's tables.
+    "INSERT INTO bench.events VALUES (10000000 + $1, now(), $1 % 1000, 'buy', $1 / 100.0, \
+       jsonb_build_object('w', $1), 'new ' || $1)",
+    "UPDATE bench.events SET amount = amount + 1, payload = payload || '{\"u\": true}' \
+     WHERE id = 1 + ($1 * 7919) % 20000",
+    "UPDATE bench.users SET email = 'w' || $1 || '@example.com', name = NULL WHERE id = 1 + ($1 * 13) % 500",
+    "INSERT INTO bench.audit_log VALUES (now(), 'w' || $1)",
 ];
 
 /// Every third iteration.
 const WRITES_3: &[&str] = &[
+    "DELETE FROM bench.events WHERE id = 1 + ($1 * 104729) % 20000",
+    "INSERT INTO bench.users VALUES (100000 + $1, 'new' || $1 || '@example.com', 'n', now())",
     // Changes the TOASTed doc.
     "UPDATE public.accounts SET doc = repeat(md5(($1 * 3)::text), 90) \
      WHERE id = 1 + ($1 * 104729) % (SELECT max(id) FROM public.accounts)",
@@ -103,6 +113,27 @@ struct Lab3 {
 impl Lab3 {
     async fn start(data: &str) -> Lab3 {
         Lab3::start_with_target(data, 15).await
+    }
+
+    /// [`DATA`] plus the bench workload (`bench/dataset.sql`) at a small
+    /// scale: 20,000 events, 500 users, 1,500 audit rows.
+    async fn start_bench() -> Lab3 {
+        let lab = Lab3::start(DATA).await;
+        let dataset = pgmig_testkit::workspace_root()
+            .join("bench")
+            .join("dataset.sql");
+        let status = Command::new(pgmig_testkit::client_bin_dir().join("psql"))
+            .args(["-X", "-q", "-v", "scale=0.02", "-f"])
+            .arg(&dataset)
+            .args(["-d", &lab.source.conninfo(&lab.db)])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .expect("run psql");
+        assert!(status.success(), "{}", dataset.display());
+        let head = lab.source.current_wal_lsn().await.unwrap();
+        lab.replica.wait_for_replay(head, WAIT).await.unwrap();
+        lab
     }
 
     async fn start_with_target(data: &str, target_major: u32) -> Lab3 {
@@ -286,6 +317,9 @@ async fn iteration(client: &tokio_postgres::Client, i: i32) -> Result<(), tokio_
 }
 
 const TABLES: &[&str] = &[
+    "bench.events",
+    "bench.users",
+    "bench.audit_log",
     "public.accounts",
     r#""Shop"."Order Items""#,
     "public.events",
@@ -296,7 +330,7 @@ const TABLES: &[&str] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_under_write_load_killed_and_restarted_then_cutover_is_identical() {
     skip_unless_available!(pglogical);
-    let lab = Lab3::start(DATA).await;
+    let lab = Lab3::start_bench().await;
     let writes = WriteLoad::start(&lab);
     writes.wait_for(20).await;
     lab.setup_to_load("2").await;
@@ -514,7 +548,7 @@ const BULK: &[(&str, u64)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_backlog_then_crashes_of_target_and_source() {
     skip_unless_available!(pglogical);
-    let lab = Lab3::start(DATA).await;
+    let lab = Lab3::start_bench().await;
     lab.setup_to_load("2").await;
 
     // A backlog after P: 100 transactions of each kind.
@@ -753,7 +787,7 @@ const ALL_COLUMNS: &str = "i2, i4, i8, num, num_s, f4, f8, m, c, vc, t, b, bool,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cutover_while_cdc_runs_or_the_source_is_still_written_is_refused() {
     skip_unless_available!(pglogical);
-    let lab = Lab3::start(DATA).await;
+    let lab = Lab3::start_bench().await;
     lab.setup_to_load("1").await;
     let writes = WriteLoad::start(&lab);
     writes.wait_for(20).await;
