@@ -16,6 +16,15 @@
 //! A slot whose `confirmed_flush_lsn` is already past `max(P, applied)`
 //! (created after P, or consumed by another client) is refused before
 //! anything is applied: the changes in between are gone.
+//!
+//! Limits, all from reading slots through the SQL interface and pglogical's
+//! JSON: a source transaction is read whole, so the largest one must fit in
+//! memory; a `json`/`jsonb` value `null` arrives as SQL NULL and array lower
+//! bounds are not sent (see [`value`]); DDL queued with
+//! `pglogical.replicate_ddl_command` stops the applier (it applies data,
+//! not schema); sequences are set at cutover only ([`sequence`]). The
+//! target session sets `session_replication_role = replica` (no triggers,
+//! no foreign-key checks), which needs a superuser (or `rds_superuser`).
 
 pub mod advance;
 mod apply;

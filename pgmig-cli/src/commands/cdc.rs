@@ -71,10 +71,12 @@ fn options(args: &CdcArgs) -> anyhow::Result<CdcOptions> {
     })
 }
 
-/// Refusals exit 1, an unprepared migration 2, everything else 3.
+/// Refusals and a target that differs from the source exit 1, an
+/// unprepared migration 2, everything else 3.
 fn classify(err: CdcError) -> anyhow::Error {
     match &err {
         CdcError::NotReady(_) => UsageError(err.to_string()).into(),
+        CdcError::RowMismatch(_) => CheckFailed(err.to_string()).into(),
         e if e.is_refusal() => CheckFailed(err.to_string()).into(),
         _ => err.into(),
     }
