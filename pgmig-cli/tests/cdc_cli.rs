@@ -459,13 +459,37 @@ async fn cdc_under_write_load_killed_and_restarted_then_cutover_is_identical() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slot_created_after_p_is_refused() {
+async fn cdc_before_the_load_and_a_slot_created_after_p_are_refused() {
     skip_unless_available!(pglogical);
     let lab = Lab3::start(
         "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g;",
     )
     .await;
-    lab.setup_to_load("1").await;
+    // Before the load: no P, then P but no finished load.
+    let early = lab.pgmig(&["cdc"]).await;
+    assert_eq!(early.status.code(), Some(2), "{}", text(&early));
+    assert_eq!(
+        String::from_utf8_lossy(&early.stderr).trim(),
+        "error: the target holds no migration: run `pgmig setup` first"
+    );
+    assert_ok(
+        &lab.pgmig(&["setup", "--yes", "--slots", "1"]).await,
+        "setup",
+    );
+    assert_ok(&lab.pgmig(&["snapshot"]).await, "snapshot");
+    let p = lab
+        .target_sql("SELECT pause_lsn::text FROM pgmig.migration")
+        .await;
+    let early = lab.pgmig(&["cdc", "--until-caught-up"]).await;
+    assert_eq!(early.status.code(), Some(2), "{}", text(&early));
+    assert_eq!(
+        String::from_utf8_lossy(&early.stderr).trim(),
+        format!(
+            "error: the full load at P = {p} has not finished: run `pgmig load` until it completes first"
+        )
+    );
+    assert_ok(&lab.pgmig(&["schema", "--no-owner"]).await, "schema");
+    assert_ok(&lab.pgmig(&["load", "--jobs", "2"]).await, "load");
 
     // --dry-run: the statements of a batch, nothing created.
     let dry = lab.pgmig(&["--dry-run", "cdc", "--batch", "77"]).await;
@@ -500,9 +524,6 @@ async fn a_slot_created_after_p_is_refused() {
     ] {
         lab.source.execute(&lab.db, sql).await.unwrap();
     }
-    let p = lab
-        .target_sql("SELECT pause_lsn::text FROM pgmig.migration")
-        .await;
     let confirmed = lab
         .source_sql(
             "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'dms_slot_01'",
