@@ -783,6 +783,35 @@ async fn psql_to_null(conninfo: &str, sql: &str) {
     assert!(status.success(), "psql {sql}");
 }
 
+/// CPU seconds used so far by `pid` and its reaped children (utime, stime,
+/// cutime, cstime of /proc/PID/stat).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which ends with the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // rest[0] is field 3 (state): utime..cstime are fields 14..17.
+    f.get(11..15).map_or(0.0, |t| t.iter().sum::<f64>()) / 100.0
+}
+
+/// CPU seconds of the servers (postmasters with their exited backends:
+/// connections must be closed for their backends to count) and of this
+/// process (with its psql children).
+fn cpu_now(clusters: &[&Cluster]) -> (f64, f64) {
+    let servers: f64 = clusters
+        .iter()
+        .map(|c| {
+            let pid =
+                std::fs::read_to_string(c.data_dir().join("postmaster.pid")).unwrap_or_default();
+            cpu_seconds(pid.lines().next().unwrap_or("0").trim())
+        })
+        .sum();
+    (servers, cpu_seconds("self"))
+}
+
 /// Reads every bench table with `COPY … TO STDOUT` into /dev/null, one
 /// after the other; the wall time.
 async fn copy_to_null(conninfo: &str) -> Duration {
@@ -868,7 +897,10 @@ async fn checksum_cost_against_copy_to_dev_null() {
         let (both_l, both_r) = tokio::join!(copy_to_null(&rinfo), copy_to_null(&tinfo));
         let both = both_l.max(both_r);
         for jobs in [1, 2, 4] {
+            let cpu0 = cpu_now(&[&replica, &target]);
             let one = copy_to_null(&rinfo).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let cpu1 = cpu_now(&[&replica, &target]);
             let start = std::time::Instant::now();
             let report = verify(
                 &left,
@@ -882,13 +914,21 @@ async fn checksum_cost_against_copy_to_dev_null() {
             .await
             .unwrap();
             let took = start.elapsed();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let cpu2 = cpu_now(&[&replica, &target]);
             assert!(report.passed, "{report:#?}");
             assert_eq!(report.tables.len(), 3);
             eprintln!(
                 "round {round}: COPY to /dev/null replica {one:.2?} (both sides at once {both:.2?}); \
-                 checksums --jobs {jobs} {took:.2?} = {:.2}x one side, {:.2}x both sides",
+                 checksums --jobs {jobs} {took:.2?} = {:.2}x one side, {:.2}x both sides; \
+                 CPU {:.1}s (servers {:.1}s, pgmig {:.1}s) against {:.1}s = {:.2}x",
                 took.as_secs_f64() / one.as_secs_f64(),
-                took.as_secs_f64() / both.as_secs_f64()
+                took.as_secs_f64() / both.as_secs_f64(),
+                (cpu2.0 + cpu2.1) - (cpu1.0 + cpu1.1),
+                cpu2.0 - cpu1.0,
+                cpu2.1 - cpu1.1,
+                (cpu1.0 + cpu1.1) - (cpu0.0 + cpu0.1),
+                ((cpu2.0 + cpu2.1) - (cpu1.0 + cpu1.1)) / ((cpu1.0 + cpu1.1) - (cpu0.0 + cpu0.1))
             );
             if jobs > 1 {
                 figures.push(took.as_secs_f64() / one.as_secs_f64());

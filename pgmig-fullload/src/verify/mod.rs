@@ -24,9 +24,12 @@
 //! Cost: the servers do the work of a binary `COPY … TO STDOUT` per side
 //! (no sort, no server-side hashing); pgmig hashes the rows as they stream,
 //! each side on its own task. Measured on the shared bench dataset at scale
-//! 4 (2-core machine shared with other work): `--jobs` 2–4 took 1.28–1.55×
-//! the wall time of reading the same tables from one side with
-//! `COPY … TO STDOUT` into /dev/null, 0.83–0.96× reading both sides at once.
+//! 4 (PG15 paused replica against a PG16 target on one 2-core machine shared
+//! with other work, so single runs vary widely): `--jobs` 2–4 took a median
+//! 1.41–1.53× (single runs 1.07–2.2×) the wall time of reading the same
+//! tables from one side with `COPY … TO STDOUT` into /dev/null, and about
+//! as long as reading both sides at once; in CPU, ~12 s (servers ~8.3 s for
+//! both sides, pgmig's hashing ~4 s) against ~5.5 s for the one-side read.
 //!
 //! With [`VerifyOptions::left_paused_at`] the left side must be a standby
 //! paused at exactly that LSN before anything is read and after everything
