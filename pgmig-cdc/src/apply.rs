@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 use pgmig_core::{Lsn, QualifiedTable, ServerVersion};
-use pgmig_pglogical::{ColumnValue, Message, Transaction, Tuple};
+use pgmig_pglogical::{Change, ColumnValue, Message, Tuple};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 use tracing::{debug, warn};
@@ -40,6 +40,10 @@ use crate::value::text_value;
 /// runs them in source order; an error aborts the transaction and the rest
 /// fail after it.
 const WINDOW: usize = 200;
+
+/// Statements built before they are sent: bounds the memory a large source
+/// transaction takes while it streams in.
+const FLUSH_OPS: usize = 2000;
 
 /// One statement to run.
 struct Op {
@@ -120,7 +124,7 @@ struct RowCheck {
     table: QualifiedTable,
     op: &'static str,
     key: String,
-    end_lsn: Lsn,
+    lsn: Lsn,
 }
 
 /// What one applied batch did.
@@ -143,6 +147,10 @@ pub(crate) struct Applier {
     version: ServerVersion,
     tables: HashMap<QualifiedTable, Arc<TargetTable>>,
     statements: HashMap<String, Statement>,
+    /// Statements built but not sent yet.
+    pending: Vec<Op>,
+    /// Whether a target transaction is open.
+    in_transaction: bool,
 }
 
 impl Applier {
@@ -155,6 +163,8 @@ impl Applier {
             version,
             tables: HashMap::new(),
             statements: HashMap::new(),
+            pending: Vec::new(),
+            in_transaction: false,
         }
     }
 
@@ -182,23 +192,32 @@ impl Applier {
         Ok(t)
     }
 
-    /// Applies `transactions` (all committed after `from`, in commit order)
-    /// and moves the progress row from `from` to the last one's end LSN, in
-    /// one target transaction.
-    pub(crate) async fn apply(
-        &mut self,
-        transactions: &[Transaction],
-        from: Lsn,
-    ) -> Result<Applied, CdcError> {
-        let Some(last) = transactions.last() else {
-            return Ok(Applied::default());
-        };
-        let to = last.commit_end_lsn;
-        let mut ops = Vec::new();
-        for tx in transactions {
-            self.ops_of(tx, &mut ops).await?;
+    /// Adds changes of one source transaction to the target transaction,
+    /// which begins with the first of them; statements are sent once
+    /// [`FLUSH_OPS`] are waiting. A run of TRUNCATEs must not be split
+    /// between two calls. Returns how many row changes (and truncates) the
+    /// changes held.
+    pub(crate) async fn add(&mut self, changes: &[Change]) -> Result<u64, CdcError> {
+        if !self.in_transaction {
+            self.target
+                .batch_execute("BEGIN")
+                .await
+                .map_err(self.query_error("begin a target transaction"))?;
+            self.in_transaction = true;
         }
-        let ops = merge_inserts(ops);
+        let mut ops = std::mem::take(&mut self.pending);
+        let counted = self.ops_of(changes, &mut ops).await;
+        self.pending = ops;
+        let counted = counted?;
+        if self.pending.len() >= FLUSH_OPS {
+            self.flush().await?;
+        }
+        Ok(counted)
+    }
+
+    /// Sends the waiting statements and checks their row counts.
+    async fn flush(&mut self) -> Result<(), CdcError> {
+        let ops = merge_inserts(std::mem::take(&mut self.pending));
         for op in &ops {
             if !self.statements.contains_key(&op.sql) {
                 let stmt = self
@@ -209,84 +228,27 @@ impl Applier {
                 self.statements.insert(op.sql.clone(), stmt);
             }
         }
-        let commit_time = transactions
-            .iter()
-            .rev()
-            .find_map(|t| t.begin.commit_time)
-            .map(|t| t.to_string());
-        let applied = Applied {
-            transactions: transactions.len() as u64,
-            changes: transactions
-                .iter()
-                .flat_map(|t| &t.changes)
-                .filter(|c| {
-                    matches!(
-                        c.message,
-                        Message::Insert(_)
-                            | Message::Update(_)
-                            | Message::Delete(_)
-                            | Message::Truncate(_)
-                    )
-                })
-                .count() as u64,
-        };
-
-        self.target
-            .batch_execute("BEGIN")
-            .await
-            .map_err(self.query_error("begin a target transaction"))?;
-        let result = self.run_ops(&ops, from, to, commit_time, applied).await;
-        match result {
-            Ok(()) => {
-                self.target
-                    .batch_execute("COMMIT")
-                    .await
-                    .map_err(self.query_error("commit the applied transactions"))?;
-                debug!(slot = %self.slot, from = %from, to = %to, transactions = applied.transactions,
-                    changes = applied.changes, "applied");
-                Ok(applied)
-            }
-            Err(e) => {
-                let _ = self.target.batch_execute("ROLLBACK").await;
-                Err(e)
-            }
-        }
+        self.run_ops(&ops).await
     }
 
-    async fn run_ops(
-        &self,
-        ops: &[Op],
+    /// Moves the progress row from `from` to `to` and commits the target
+    /// transaction (beginning one when no change was added: the source
+    /// transactions held none for this slot).
+    pub(crate) async fn commit(
+        &mut self,
         from: Lsn,
         to: Lsn,
         commit_time: Option<String>,
         applied: Applied,
     ) -> Result<(), CdcError> {
-        for window in ops.chunks(WINDOW) {
-            let results = join_all(window.iter().map(|op| {
-                let stmt = &self.statements[&op.sql];
-                async move {
-                    let params: Vec<&(dyn ToSql + Sync)> =
-                        op.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                    self.target.execute(stmt, &params).await
-                }
-            }))
-            .await;
-            for (op, result) in window.iter().zip(results) {
-                let rows = result.map_err(self.query_error(format!("apply {}", op.sql)))?;
-                if let Some(check) = &op.check
-                    && rows != 1
-                {
-                    return Err(CdcError::RowMismatch(Box::new(RowMismatch {
-                        slot: self.slot.clone(),
-                        table: check.table.clone(),
-                        op: check.op,
-                        key: check.key.clone(),
-                        rows,
-                        end_lsn: check.end_lsn,
-                    })));
-                }
-            }
+        if !self.in_transaction {
+            self.target
+                .batch_execute("BEGIN")
+                .await
+                .map_err(self.query_error("begin a target transaction"))?;
+            self.in_transaction = true;
         }
+        self.flush().await?;
         let moved = self
             .target
             .execute(
@@ -308,14 +270,63 @@ impl Applier {
                 expected: from,
             });
         }
+        self.target
+            .batch_execute("COMMIT")
+            .await
+            .map_err(self.query_error("commit the applied transactions"))?;
+        self.in_transaction = false;
+        debug!(slot = %self.slot, from = %from, to = %to, transactions = applied.transactions,
+            changes = applied.changes, "applied");
         Ok(())
     }
 
-    /// The statements of one transaction, appended to `ops`.
-    async fn ops_of(&mut self, tx: &Transaction, ops: &mut Vec<Op>) -> Result<(), CdcError> {
-        let end_lsn = tx.commit_end_lsn;
+    /// Rolls the target transaction back, if one is open (best effort: a
+    /// lost connection rolls it back anyway).
+    pub(crate) async fn rollback(&mut self) {
+        self.pending.clear();
+        if self.in_transaction {
+            let _ = self.target.batch_execute("ROLLBACK").await;
+            self.in_transaction = false;
+        }
+    }
+
+    async fn run_ops(&self, ops: &[Op]) -> Result<(), CdcError> {
+        for window in ops.chunks(WINDOW) {
+            let results = join_all(window.iter().map(|op| {
+                let stmt = &self.statements[&op.sql];
+                async move {
+                    let params: Vec<&(dyn ToSql + Sync)> =
+                        op.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                    self.target.execute(stmt, &params).await
+                }
+            }))
+            .await;
+            for (op, result) in window.iter().zip(results) {
+                let rows = result.map_err(self.query_error(format!("apply {}", op.sql)))?;
+                if let Some(check) = &op.check
+                    && rows != 1
+                {
+                    return Err(CdcError::RowMismatch(Box::new(RowMismatch {
+                        slot: self.slot.clone(),
+                        table: check.table.clone(),
+                        op: check.op,
+                        key: check.key.clone(),
+                        rows,
+                        lsn: check.lsn,
+                    })));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The statements of `changes` (of one source transaction), appended to
+    /// `ops`; how many row changes and truncates they hold.
+    async fn ops_of(&mut self, changes: &[Change], ops: &mut Vec<Op>) -> Result<u64, CdcError> {
+        let mut counted = 0;
         let mut truncating: Vec<QualifiedTable> = Vec::new();
-        for change in &tx.changes {
+        for change in changes {
+            let at = change.lsn;
             if !matches!(change.message, Message::Truncate(_)) && !truncating.is_empty() {
                 ops.push(Op {
                     sql: truncate_sql(&std::mem::take(&mut truncating)),
@@ -327,46 +338,45 @@ impl Applier {
             match &change.message {
                 Message::Insert(m) => {
                     let table = self.table(&m.relation).await?;
-                    ops.push(self.insert_op(&table, &m.new_tuple, end_lsn)?);
+                    ops.push(self.insert_op(&table, &m.new_tuple, at)?);
+                    counted += 1;
                 }
                 Message::Update(m) => {
                     let table = self.table(&m.relation).await?;
-                    ops.push(self.update_op(
-                        &table,
-                        m.identifying_tuple(),
-                        &m.new_tuple,
-                        end_lsn,
-                    )?);
+                    ops.push(self.update_op(&table, m.identifying_tuple(), &m.new_tuple, at)?);
+                    counted += 1;
                 }
                 Message::Delete(m) => {
                     let table = self.table(&m.relation).await?;
-                    ops.push(self.delete_op(&table, &m.old_tuple, end_lsn)?);
+                    ops.push(self.delete_op(&table, &m.old_tuple, at)?);
+                    counted += 1;
                 }
                 Message::Truncate(m) => {
                     let table = self.table(&m.relation).await?;
                     if !truncating.contains(&table.table) {
                         truncating.push(table.table.clone());
                     }
+                    counted += 1;
                 }
                 Message::SequenceSync(m) => {
                     debug!(slot = %self.slot, sequence = %m.sequence, "sequence sync skipped: cutover sets sequences");
                 }
                 Message::Queued(m) => {
-                    warn!(slot = %self.slot, message_type = %m.message_type, end_lsn = %end_lsn,
+                    warn!(slot = %self.slot, message_type = %m.message_type, lsn = %at,
                         "skipped a pglogical queue message of unknown type");
                 }
                 Message::QueuedSql(m) => {
                     return Err(CdcError::Unsupported {
                         slot: self.slot.clone(),
                         what: format!("SQL queued by pglogical.replicate_ddl_command: {}", m.sql),
-                        end_lsn,
+                        lsn: at,
                     });
                 }
                 other => {
                     return Err(CdcError::Unsupported {
                         slot: self.slot.clone(),
                         what: format!("a {} message", other.kind()),
-                        end_lsn,
+                        lsn: at,
                     });
                 }
             }
@@ -379,7 +389,7 @@ impl Applier {
                 insert: None,
             });
         }
-        Ok(())
+        Ok(counted)
     }
 
     fn column<'t>(&self, table: &'t TargetTable, name: &str) -> Result<&'t TargetColumn, CdcError> {
@@ -395,7 +405,7 @@ impl Applier {
         table: &TargetTable,
         column: &TargetColumn,
         value: Option<&pgmig_pglogical::Datum>,
-        end_lsn: Lsn,
+        at: Lsn,
     ) -> Result<Option<String>, CdcError> {
         value
             .map(|d| text_value(d, column.shape))
@@ -405,18 +415,13 @@ impl Applier {
                     slot: self.slot.clone(),
                     table: table.table.clone(),
                     column: column.name.clone(),
-                    end_lsn,
+                    lsn: at,
                     source,
                 }))
             })
     }
 
-    fn insert_op(
-        &self,
-        table: &Arc<TargetTable>,
-        tuple: &Tuple,
-        end_lsn: Lsn,
-    ) -> Result<Op, CdcError> {
+    fn insert_op(&self, table: &Arc<TargetTable>, tuple: &Tuple, at: Lsn) -> Result<Op, CdcError> {
         let mut columns = Vec::with_capacity(tuple.len());
         let mut idx = Vec::with_capacity(tuple.len());
         let mut params = Vec::with_capacity(tuple.len());
@@ -425,7 +430,7 @@ impl Applier {
             if column.generated {
                 continue;
             }
-            params.push(self.text(table, column, value, end_lsn)?);
+            params.push(self.text(table, column, value, at)?);
             columns.push(column);
             idx.push(
                 table
@@ -449,7 +454,7 @@ impl Applier {
         table: &'t TargetTable,
         tuple: &Tuple,
         op: &'static str,
-        end_lsn: Lsn,
+        at: Lsn,
     ) -> Result<Key<'t>, CdcError> {
         if table.key.is_empty() {
             return Err(CdcError::NoKey {
@@ -470,10 +475,10 @@ impl Applier {
                         "{op} on {} without a value for key column {name:?}",
                         table.table
                     ),
-                    end_lsn,
+                    lsn: at,
                 });
             };
-            params.push(self.text(table, column, Some(datum), end_lsn)?);
+            params.push(self.text(table, column, Some(datum), at)?);
             columns.push(column);
             key.push(name.clone(), Some(datum.clone()));
         }
@@ -485,9 +490,9 @@ impl Applier {
         table: &TargetTable,
         identifying: &Tuple,
         new_tuple: &Tuple,
-        end_lsn: Lsn,
+        at: Lsn,
     ) -> Result<Op, CdcError> {
-        let (key_columns, key_params, key) = self.key_of(table, identifying, "update", end_lsn)?;
+        let (key_columns, key_params, key) = self.key_of(table, identifying, "update", at)?;
         let mut set = Vec::with_capacity(new_tuple.len());
         let mut params = Vec::with_capacity(new_tuple.len() + key_params.len());
         for (name, value) in new_tuple.iter() {
@@ -495,7 +500,7 @@ impl Applier {
             if column.generated {
                 continue;
             }
-            params.push(self.text(table, column, value, end_lsn)?);
+            params.push(self.text(table, column, value, at)?);
             set.push(column);
         }
         params.extend(key_params);
@@ -507,13 +512,13 @@ impl Applier {
                 table: table.table.clone(),
                 op: "update",
                 key,
-                end_lsn,
+                lsn: at,
             }),
         })
     }
 
-    fn delete_op(&self, table: &TargetTable, old: &Tuple, end_lsn: Lsn) -> Result<Op, CdcError> {
-        let (key_columns, params, key) = self.key_of(table, old, "delete", end_lsn)?;
+    fn delete_op(&self, table: &TargetTable, old: &Tuple, at: Lsn) -> Result<Op, CdcError> {
+        let (key_columns, params, key) = self.key_of(table, old, "delete", at)?;
         Ok(Op {
             sql: delete_sql(&table.table, &key_columns),
             params,
@@ -522,7 +527,7 @@ impl Applier {
                 table: table.table.clone(),
                 op: "delete",
                 key,
-                end_lsn,
+                lsn: at,
             }),
         })
     }

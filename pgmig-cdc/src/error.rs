@@ -109,14 +109,14 @@ pub enum CdcError {
     RowMismatch(Box<RowMismatch>),
 
     /// A message the applier cannot apply (queued SQL, unknown actions).
-    #[error("slot {slot}: cannot apply {what} in the transaction ending at {end_lsn}")]
+    #[error("slot {slot}: cannot apply {what} (the change at {lsn})")]
     Unsupported {
         /// The slot.
         slot: String,
         /// What arrived.
         what: String,
-        /// The transaction's commit end LSN.
-        end_lsn: Lsn,
+        /// Where the change was written on the source.
+        lsn: Lsn,
     },
 
     /// A statement failed on a server.
@@ -138,7 +138,7 @@ pub enum CdcError {
 
 /// A value that could not be turned into text input for its column.
 #[derive(Debug, thiserror::Error)]
-#[error("slot {slot}: column {column:?} of {table} in the transaction ending at {end_lsn}")]
+#[error("slot {slot}: column {column:?} of {table} in the change at {lsn}")]
 pub struct ValueFailure {
     /// The slot.
     pub slot: String,
@@ -146,8 +146,8 @@ pub struct ValueFailure {
     pub table: QualifiedTable,
     /// The column.
     pub column: String,
-    /// The transaction's commit end LSN.
-    pub end_lsn: Lsn,
+    /// Where the change was written on the source.
+    pub lsn: Lsn,
     /// What is wrong.
     #[source]
     pub source: ValueError,
@@ -157,7 +157,7 @@ pub struct ValueFailure {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "slot {slot}: {op} on {table} with key {key} matched {rows} rows on the target, not 1 \
-     (transaction ending at {end_lsn}); the target differs from the source"
+     (the change at {lsn}); the target differs from the source"
 )]
 pub struct RowMismatch {
     /// The slot.
@@ -170,8 +170,8 @@ pub struct RowMismatch {
     pub key: String,
     /// Rows matched.
     pub rows: u64,
-    /// The transaction's commit end LSN.
-    pub end_lsn: Lsn,
+    /// Where the change was written on the source.
+    pub lsn: Lsn,
 }
 
 impl CdcError {

@@ -17,9 +17,14 @@
 //! (created after P, or consumed by another client) is refused before
 //! anything is applied: the changes in between are gone.
 //!
-//! Limits, all from reading slots through the SQL interface and pglogical's
-//! JSON: a source transaction is read whole, so the largest one must fit in
-//! memory; a `json`/`jsonb` value `null` arrives as SQL NULL and array lower
+//! A batch streams in: a transaction that began after the applied position
+//! goes to the target in chunks as its rows arrive, so no source transaction
+//! is held whole in memory — except one that began before the applied
+//! position (after a crash, or spanning P), which waits for its commit to
+//! say whether the target already holds it.
+//!
+//! Limits, from reading slots through the SQL interface and pglogical's
+//! JSON: a `json`/`jsonb` value `null` arrives as SQL NULL and array lower
 //! bounds are not sent (see [`value`]); DDL queued with
 //! `pglogical.replicate_ddl_command` stops the applier (it applies data,
 //! not schema); sequences are set at cutover only ([`sequence`]). The

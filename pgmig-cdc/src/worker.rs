@@ -4,16 +4,19 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::TryStreamExt;
 use pgmig_core::admin::current_wal_lsn;
 use pgmig_core::config::ConnConfig;
 use pgmig_core::{Lsn, ServerVersion};
+use pgmig_pglogical::decoder::{PEEK_CHANGES_SQL, decoding_options};
 use pgmig_pglogical::slot::find_slot;
-use pgmig_pglogical::{group_transactions, peek_changes};
+use pgmig_pglogical::{Change, Message, RawChange, TransactionError};
+use tokio_postgres::types::{PgLsn, ToSql};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::advance::advance_slot;
-use crate::apply::Applier;
+use crate::apply::{Applied, Applier};
 use crate::error::CdcError;
 use crate::progress::{Progress, init_progress};
 use crate::{CdcEvent, CdcOptions, EventFn, SlotReport};
@@ -199,36 +202,35 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
     });
 
     let mut applier = Applier::new(slot, target, target_version);
+    let options = decoding_options(&sets);
     loop {
         if job.cancel.is_cancelled() {
             return Ok(());
         }
         let started = Instant::now();
-        let changes =
-            peek_changes(&source, slot, &sets, None, Some(job.opts.batch_changes)).await?;
-        let rows = changes.len();
-        let batch =
-            group_transactions(changes).map_err(|source| pgmig_pglogical::Error::Transaction {
-                slot: slot.to_owned(),
-                source,
-            })?;
-        let transactions =
-            batch
-                .into_complete()
-                .map_err(|source| pgmig_pglogical::Error::Transaction {
-                    slot: slot.to_owned(),
-                    source,
-                })?;
-        let fresh: Vec<_> = transactions
-            .into_iter()
-            .filter(|t| t.commit_end_lsn > applied)
-            .collect();
-        let read_ms = started.elapsed().as_millis() as u64;
-        if !fresh.is_empty() {
-            let applying = Instant::now();
-            let done = applier.apply(&fresh, applied).await?;
-            let apply_ms = applying.elapsed().as_millis() as u64;
-            applied = fresh.last().map_or(applied, |t| t.commit_end_lsn);
+        let read = read_batch(job, &source, &options, &mut applier, applied).await;
+        let batch = match read {
+            Ok(batch) => batch,
+            Err(e) => {
+                applier.rollback().await;
+                return Err(e);
+            }
+        };
+        if batch.transactions > 0 {
+            let committing = Instant::now();
+            let done = Applied {
+                transactions: batch.transactions,
+                changes: batch.changes,
+            };
+            if let Err(e) = applier
+                .commit(applied, batch.last_end, batch.commit_time, done)
+                .await
+            {
+                applier.rollback().await;
+                return Err(e);
+            }
+            let apply_ms = (batch.apply_time + committing.elapsed()).as_millis() as u64;
+            applied = batch.last_end;
             report.applied_end_lsn = applied;
             report.transactions += done.transactions;
             report.changes += done.changes;
@@ -239,7 +241,7 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
                 changes: done.changes,
                 applied_end_lsn: applied,
                 lag_bytes: head.checked_distance(applied).unwrap_or(0),
-                read_ms,
+                read_ms: (started.elapsed().as_millis() as u64).saturating_sub(apply_ms),
                 apply_ms,
             });
         }
@@ -254,7 +256,7 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
             });
         }
         // Everything committed before the read began is applied.
-        let drained = (rows as i64) < job.opts.batch_changes;
+        let drained = (batch.rows as i64) < job.opts.batch_changes;
         // Or everything committed before the worker began: under a write
         // load faster than one batch per read, reads may never come back
         // short.
@@ -274,6 +276,183 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
             }
         }
     }
+}
+
+/// What [`read_batch`] read and added to the open target transaction.
+struct ReadBatch {
+    /// Rows the slot returned.
+    rows: usize,
+    /// Source transactions committed after the applied position.
+    transactions: u64,
+    /// Their row changes and truncates.
+    changes: u64,
+    /// The last one's commit end LSN.
+    last_end: Lsn,
+    /// The last known commit time among them.
+    commit_time: Option<String>,
+    /// Time spent adding their changes to the target.
+    apply_time: Duration,
+}
+
+/// A source transaction being read.
+struct OpenTransaction {
+    xid: u32,
+    first_lsn: Lsn,
+    /// Whether it certainly commits after the applied position: it began
+    /// after it. Its changes go to the target as they stream in; the others
+    /// wait for their commit, which says whether the target holds them.
+    after_applied: bool,
+    commit_time: Option<String>,
+    changes: Vec<Change>,
+}
+
+/// Changes of a transaction sent to the target at once while it streams in.
+const CHUNK_CHANGES: usize = 1000;
+
+/// Reads one batch of the slot (up to `batch_changes` rows, whole
+/// transactions) as the server streams it, and adds every transaction
+/// committed after `applied` to the applier's target transaction, without
+/// committing it. A source transaction is never held whole in memory
+/// unless it began before `applied` (only after a crash).
+async fn read_batch(
+    job: &SlotJob,
+    source: &tokio_postgres::Client,
+    options: &[String],
+    applier: &mut Applier,
+    applied: Lsn,
+) -> Result<ReadBatch, CdcError> {
+    let slot = job.slot.as_str();
+    let pg = |source| {
+        CdcError::Pglogical(pgmig_pglogical::Error::Postgres {
+            slot: slot.to_owned(),
+            what: "pg_logical_slot_peek_changes",
+            source,
+        })
+    };
+    let order = |source| {
+        CdcError::Pglogical(pgmig_pglogical::Error::Transaction {
+            slot: slot.to_owned(),
+            source,
+        })
+    };
+    let limit = i32::try_from(job.opts.batch_changes).unwrap_or(i32::MAX);
+    let params: [&(dyn ToSql + Sync); 4] = [&slot, &None::<PgLsn>, &Some(limit), &options];
+    let rows = source
+        .query_raw(PEEK_CHANGES_SQL, params)
+        .await
+        .map_err(pg)?;
+    let mut rows = std::pin::pin!(rows);
+    let mut out = ReadBatch {
+        rows: 0,
+        transactions: 0,
+        changes: 0,
+        last_end: applied,
+        commit_time: None,
+        apply_time: Duration::ZERO,
+    };
+    let mut open: Option<OpenTransaction> = None;
+    while let Some(row) = rows.try_next().await.map_err(pg)? {
+        out.rows += 1;
+        let lsn: PgLsn = row.try_get(0).map_err(pg)?;
+        let xid: String = row.try_get(1).map_err(pg)?;
+        let raw = RawChange {
+            lsn: lsn.into(),
+            xid: xid.parse().map_err(|_| {
+                CdcError::Pglogical(pgmig_pglogical::Error::Protocol {
+                    slot: slot.to_owned(),
+                    detail: format!("pg_logical_slot_peek_changes returned xid {xid:?}"),
+                })
+            })?,
+            data: row.try_get(2).map_err(pg)?,
+        };
+        let change = raw.decode().map_err(|source| {
+            CdcError::Pglogical(pgmig_pglogical::Error::Decode {
+                slot: slot.to_owned(),
+                lsn: raw.lsn,
+                xid: raw.xid,
+                source,
+                consumed: Vec::new(),
+            })
+        })?;
+        let Change { lsn, xid, message } = change;
+        match message {
+            Message::Startup(_) if open.is_none() => {}
+            Message::Begin(begin) if open.is_none() => {
+                open = Some(OpenTransaction {
+                    xid,
+                    first_lsn: begin.first_lsn,
+                    after_applied: begin.first_lsn >= applied,
+                    commit_time: begin.commit_time.map(|t| t.to_string()),
+                    changes: Vec::new(),
+                });
+            }
+            message @ (Message::Begin(_) | Message::Startup(_)) => {
+                let tx = open.take().unwrap_or_else(|| unreachable!());
+                return Err(order(TransactionError::BeginWithoutCommit {
+                    xid: tx.xid,
+                    first_lsn: tx.first_lsn,
+                    next: message.kind(),
+                    at: lsn,
+                }));
+            }
+            Message::Commit(commit) => {
+                let Some(mut tx) = open.take() else {
+                    return Err(order(TransactionError::CommitWithoutBegin { at: lsn, xid }));
+                };
+                if commit.end_lsn > applied {
+                    if !tx.changes.is_empty() {
+                        let adding = Instant::now();
+                        out.changes += applier.add(&std::mem::take(&mut tx.changes)).await?;
+                        out.apply_time += adding.elapsed();
+                    }
+                    out.transactions += 1;
+                    out.last_end = commit.end_lsn;
+                    out.commit_time = tx.commit_time.or(out.commit_time);
+                } else if tx.after_applied {
+                    // Cannot be: it began after the position and ended before.
+                    return Err(CdcError::Pglogical(pgmig_pglogical::Error::Protocol {
+                        slot: slot.to_owned(),
+                        detail: format!(
+                            "transaction {xid} began at {} after the applied position {applied} but its \
+                             commit ends at {}, before it",
+                            tx.first_lsn, commit.end_lsn
+                        ),
+                    }));
+                }
+            }
+            message => {
+                let Some(tx) = open.as_mut() else {
+                    return Err(order(TransactionError::OutsideTransaction {
+                        kind: message.kind(),
+                        at: lsn,
+                        xid,
+                    }));
+                };
+                if tx.xid != xid {
+                    return Err(order(TransactionError::XidMismatch {
+                        expected: tx.xid,
+                        found: xid,
+                        at: lsn,
+                    }));
+                }
+                let truncate = matches!(message, Message::Truncate(_));
+                tx.changes.push(Change { lsn, xid, message });
+                if tx.after_applied && tx.changes.len() >= CHUNK_CHANGES && !truncate {
+                    let adding = Instant::now();
+                    out.changes += applier.add(&std::mem::take(&mut tx.changes)).await?;
+                    out.apply_time += adding.elapsed();
+                }
+            }
+        }
+    }
+    if let Some(tx) = open {
+        return Err(order(TransactionError::Incomplete {
+            xid: tx.xid,
+            first_lsn: tx.first_lsn,
+            changes: tx.changes.len(),
+        }));
+    }
+    Ok(out)
 }
 
 async fn take_lock(job: &SlotJob, target: &tokio_postgres::Client) -> Result<(), CdcError> {

@@ -42,8 +42,12 @@ const AFTER_P: &[&str] = &[
     "UPDATE public.items SET id = 30 WHERE id = 3; DELETE FROM public.items WHERE id = 1",
     // 1 truncate.
     "TRUNCATE public.log",
+    // One large transaction: 5,000 inserts and 5,000 updates, streamed to
+    // the target in chunks.
+    "BEGIN; INSERT INTO public.items SELECT g, g, NULL FROM generate_series(100, 5099) g; \
+     UPDATE public.items SET qty = -qty, doc = 'd' || id WHERE id >= 100; COMMIT",
 ];
-const AFTER_P_CHANGES: u64 = 8;
+const AFTER_P_CHANGES: u64 = 10_008;
 
 async fn digest(cluster: &Cluster, db: &str, table: &str) -> String {
     cluster
@@ -236,8 +240,8 @@ async fn library_applies_exactly_once_refuses_a_second_applier_and_stops_on_a_mi
         err.to_string(),
         format!(
             "slot {slot}: update on public.items with key {{\"id\":2}} matched 0 rows on the target, not 1 \
-             (transaction ending at {}); the target differs from the source",
-            m.end_lsn
+             (the change at {}); the target differs from the source",
+            m.lsn
         )
     );
     assert_eq!(read_progress(&tc, &slot).await.unwrap().unwrap(), before);
