@@ -136,13 +136,23 @@ pub struct Task {
     pub weight: i64,
 }
 
-/// Creates the load's tables.
+/// Serializes [`ensure_schema`] between loaders: two concurrent `CREATE
+/// TABLE IF NOT EXISTS` of the same table can both pass the check and one
+/// then fails on the catalog's unique index.
+const SCHEMA_LOCK: i64 = 0x7067_6d69_675f_6c64; // "pgmig_ld"
+
+/// Creates the load's tables (idempotent, safe to race with other loaders).
 pub async fn ensure_schema(client: &impl GenericClient) -> Result<(), Error> {
-    for sql in SCHEMA_SQL {
-        client
-            .batch_execute(sql)
-            .await
-            .map_err(Error::query("create the load's state tables"))?;
+    let mut sql = format!("BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); ");
+    for statement in SCHEMA_SQL {
+        sql.push_str(statement);
+        sql.push_str("; ");
+    }
+    sql.push_str("COMMIT");
+    if let Err(e) = client.batch_execute(&sql).await {
+        // Leave the session usable: the failed statement aborted the block.
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Err(Error::query("create the load's state tables")(e));
     }
     Ok(())
 }
