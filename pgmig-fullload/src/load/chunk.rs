@@ -262,7 +262,7 @@ mod tests {
             lo: None,
             hi: Some(-3),
         };
-        assert_eq!(s.condition().unwrap(), "id < -3");
+        assert_eq!(s.condition().unwrap(), "\"id\" < -3");
         assert_eq!(
             Split::Pages { lo: 4, hi: Some(8) }.condition().unwrap(),
             "ctid >= '(4,0)'::tid AND ctid < '(8,0)'::tid"
