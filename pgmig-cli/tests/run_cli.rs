@@ -1,7 +1,7 @@
 //! `pgmig run` and `pgmig demo` through the real binary: `--dry-run` prints
 //! the runbook and leaves every server unchanged; a run killed during the
 //! load and started again skips the steps done, finishes and verifies
-//! equal; the demo runs to the end.
+//! equal; the demo runs to the end: phase I, CDC under writes, cutover GO.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -254,6 +254,11 @@ async fn demo_runs_to_the_end() {
     assert!(stdout.contains("phase I complete"), "{stdout}");
     assert!(
         stdout.contains("3 table(s): 3 passed, 0 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("phase II"), "{stdout}");
+    assert!(
+        stdout.contains("GO: the target holds everything the source committed"),
         "{stdout}"
     );
     assert!(stdout.contains("demo done"), "{stdout}");

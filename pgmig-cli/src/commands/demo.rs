@@ -4,7 +4,8 @@
 //! replica and a target (PostgreSQL 16 when its binaries are installed,
 //! else 15) on free loopback ports with `pgmig-testkit`, builds a small
 //! dataset, keeps a write load running on the source, and runs phase I
-//! (`pgmig run`) against them, then phase II when it is available. Every
+//! (`pgmig run`), phase II (`pgmig cdc --until-caught-up`) and the cutover
+//! (`pgmig cutover`, once the write load stops) against them. Every
 //! server it started is stopped and removed when it ends or is interrupted.
 
 use std::path::Path;
@@ -135,26 +136,52 @@ async fn demo(global: &GlobalArgs, cancel: CancellationToken) -> anyhow::Result<
         verify_mode: "checksums".into(),
         keep_paused: false,
     };
-    let outcome = Box::pin(super::run::run(&g, &args)).await;
+    let phase1 = Box::pin(super::run::run(&g, &args)).await;
+    if !matches!(phase1, Ok(Outcome::Success)) {
+        cancel.cancel();
+        let _ = writer.await;
+        eprintln!("the demo stopped in phase I; removing the servers");
+        return phase1;
+    }
+
+    println!("\n== phase II: change data capture from P while the source keeps being written");
+    let cdc = step(&g, &["cdc", "--until-caught-up"]).await;
+    if !matches!(cdc, Ok(Outcome::Success)) {
+        cancel.cancel();
+        let _ = writer.await;
+        eprintln!("the demo stopped in phase II; removing the servers");
+        return cdc;
+    }
+    // The application stops writing: the cutover window opens.
     cancel.cancel();
     let _ = writer.await;
     println!(
-        "\nthe write load made {} changes on the source meanwhile; they are in the slots after P",
+        "\n== cutover: the write load stopped after {} changes on the source",
         writes.load(Ordering::Relaxed)
     );
-    match outcome {
+    let cutover = step(&g, &["cutover"]).await;
+    match cutover {
         Ok(Outcome::Success) => {
             println!(
-                "phase II (change data capture from P and the cutover) follows with `pgmig cdc` and `pgmig cutover`.\n\
-                 demo done: stopping and removing the servers"
+                "\ndemo done: the target holds the source's data; stopping and removing the servers"
             );
             Ok(Outcome::Success)
         }
         other => {
-            eprintln!("the demo stopped before the end; removing the servers");
+            eprintln!("the cutover said NO-GO; removing the servers");
             other
         }
     }
+}
+
+/// Runs one pgmig command in this process, as if typed after `pgmig`.
+async fn step(global: &GlobalArgs, args: &[&str]) -> anyhow::Result<Outcome> {
+    let argv = std::iter::once("pgmig").chain(args.iter().copied());
+    let cli = crate::cli::Cli {
+        global: global.clone(),
+        command: <crate::cli::Cli as clap::Parser>::try_parse_from(argv)?.command,
+    };
+    Box::pin(super::run(&cli)).await
 }
 
 /// Inserts, updates and deletes on the source until cancelled.
