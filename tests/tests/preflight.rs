@@ -363,10 +363,7 @@ async fn misconfigured_source_foreign_replica_old_and_missing_targets_are_blocke
     let found = preflight::check_source(&src, 2).await.unwrap();
     assert_eq!(
         ids_with(&found, Severity::Blocker),
-        BTreeSet::from([
-            ids::SOURCE_SHARED_PRELOAD_LIBRARIES,
-            ids::SOURCE_WAL_LEVEL,
-        ]),
+        BTreeSet::from([ids::SOURCE_SHARED_PRELOAD_LIBRARIES, ids::SOURCE_WAL_LEVEL,]),
         "{found:#?}"
     );
     let wal = one(&found, ids::SOURCE_WAL_LEVEL);
