@@ -107,7 +107,7 @@ async fn dry_run_then_killed_load_resumes_to_equal() {
     let printed = String::from_utf8_lossy(&dry.stdout);
     assert!(
         printed.contains(
-            r#"COPY (SELECT "id", "note", "amount" FROM ONLY "Shop"."Orders" WHERE "id" < "#
+            r#"COPY (SELECT "id", "note", "amount" FROM ONLY "Shop"."Orders" WHERE ctid >= '(0,0)'::tid AND ctid < '("#
         ),
         "{printed}"
     );

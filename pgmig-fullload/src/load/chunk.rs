@@ -3,12 +3,12 @@
 //!
 //! A table no larger than the chunk size is one chunk, copied with
 //! `TRUNCATE` + `COPY … FREEZE` in one transaction (its rows arrive frozen and
-//! all-visible, so nothing rewrites them later). A larger table is split on
-//! an integer key (a single-column primary key, or a unique index on one
-//! `NOT NULL` integer column) into equal ranges of its values, on any
-//! version; without such a key, from 14 on, into ranges of heap pages
-//! (`ctid` ranges, read by a TID range scan). Before 14 such a table stays
-//! one chunk: a ctid range would be a full scan per chunk there.
+//! all-visible, so nothing rewrites them later). A larger table is split,
+//! from 14 on, into ranges of heap pages (`ctid` ranges, read by a TID range
+//! scan: each chunk reads only its pages); before 14 on an integer key (a
+//! single-column primary key, or a unique index on one `NOT NULL` integer
+//! column) into equal ranges of its values. Before 14 a table without such
+//! a key stays one chunk: a ctid range would be a full scan per chunk there.
 //!
 //! The ranges are computed on the paused replica, whose data cannot change,
 //! and their outer ends are open (`key < hi` for the first, `key >= lo` for
@@ -150,6 +150,28 @@ pub async fn plan_chunks(
         return Ok(vec![Split::Whole]);
     }
     let name = table.table.quoted();
+    // From 14 a page range is read by a TID range scan: each chunk reads
+    // only its own pages. A key range is read by whatever plan the
+    // replica picks, often a scan of the whole table per chunk.
+    if version.major() >= Major::V14 {
+        let row = replica
+            .query_one(
+                &format!(
+                    "SELECT (pg_relation_size('{}'::regclass) / current_setting('block_size')::int8)::int8",
+                    name.replace('\'', "''")
+                ),
+                &[],
+            )
+            .await
+            .map_err(Error::query(format!("read the page count of {}", table.table)))?;
+        let pages: i64 = row.get(0);
+        if pages > 1 {
+            return Ok(page_ranges(pages, n)
+                .into_iter()
+                .map(|(lo, hi)| Split::Pages { lo, hi })
+                .collect());
+        }
+    }
     if let Some(key) = integer_key(table) {
         let k = quote_ident(key);
         let row = replica
@@ -173,25 +195,6 @@ pub async fn plan_chunks(
                 hi,
             })
             .collect());
-    }
-    if version.major() >= Major::V14 {
-        let row = replica
-            .query_one(
-                &format!(
-                    "SELECT (pg_relation_size('{}'::regclass) / current_setting('block_size')::int8)::int8",
-                    name.replace('\'', "''")
-                ),
-                &[],
-            )
-            .await
-            .map_err(Error::query(format!("read the page count of {}", table.table)))?;
-        let pages: i64 = row.get(0);
-        if pages > 1 {
-            return Ok(page_ranges(pages, n)
-                .into_iter()
-                .map(|(lo, hi)| Split::Pages { lo, hi })
-                .collect());
-        }
     }
     Ok(vec![Split::Whole])
 }
