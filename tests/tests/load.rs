@@ -388,3 +388,31 @@ async fn pg15_replica_into_pg16_and_pg17() {
         assert_all_equal(&lab).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_retyped_on_the_target_travels_as_text() {
+    skip_unless_available!(15);
+    let lab = LoadLab::start(
+        15,
+        15,
+        "CREATE TABLE t (id int PRIMARY KEY, v bigint, f float8); \
+         INSERT INTO t SELECT g, g * 1000, g / 4.0 FROM generate_series(1, 1000) g;",
+    )
+    .await;
+    // Same size, other type: binary would reinterpret the bytes.
+    lab.target
+        .execute(
+            &lab.target_db,
+            "ALTER TABLE t ALTER v TYPE float8, ALTER f TYPE numeric",
+        )
+        .await
+        .unwrap();
+    let report = lab.load(&LoadOptions::default()).await.expect("load");
+    let t = report.tables.iter().find(|t| t.table.name == "t").unwrap();
+    assert_eq!(t.format, pgmig_fullload::load::CopyFormat::Text);
+    assert_eq!(
+        lab.target_one("SELECT sum(v)::text || ' ' || sum(f)::text FROM t")
+            .await,
+        "500500000 125125.00"
+    );
+}

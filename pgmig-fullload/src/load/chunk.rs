@@ -110,20 +110,25 @@ pub fn integer_key(table: &TableInfo) -> Option<&str> {
 
 /// Equal ranges over `min..=max` in `n` parts, the outer ends left open.
 pub fn key_ranges(min: i64, max: i64, n: u64) -> Vec<(Option<i64>, Option<i64>)> {
-    let span = (max as i128) - (min as i128) + 1;
+    let (min, max) = (min as i128, max as i128);
+    let span = max - min + 1;
     let n = (n as i128).clamp(1, span.max(1));
     let width = (span + n - 1) / n;
-    let mut out = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let lo = (i > 0).then(|| (min as i128 + i * width) as i64);
-        let hi = (i < n - 1).then(|| (min as i128 + (i + 1) * width) as i64);
-        if let (Some(lo), Some(hi)) = (lo, hi)
-            && lo >= hi
-        {
-            continue;
-        }
-        out.push((lo, hi));
+    // Inner bounds stay within min..=max (computed in i128, so nothing
+    // wraps near the ends of i64); the outer ends are open.
+    let mut bounds: Vec<i64> = (1..n)
+        .map(|i| min + i * width)
+        .filter(|b| *b <= max)
+        .map(|b| b as i64)
+        .collect();
+    bounds.dedup();
+    let mut out = Vec::with_capacity(bounds.len() + 1);
+    let mut lo = None;
+    for b in bounds {
+        out.push((lo, Some(b)));
+        lo = Some(b);
     }
+    out.push((lo, None));
     out
 }
 
@@ -221,6 +226,8 @@ mod tests {
             (7, 7, 4),
             (1, 3, 10),
             (i64::MIN, i64::MAX, 5),
+            (i64::MAX - 4, i64::MAX, 4),
+            (i64::MIN, i64::MIN + 2, 3),
             (0, 1, 1),
         ] {
             let r = key_ranges(min, max, n);

@@ -27,7 +27,7 @@ const COALESCE: usize = 64 << 10;
 /// How often a chunk in flight reports its bytes.
 const PROGRESS_EVERY: u64 = 64 << 20;
 /// How long a loader with nothing ready waits before looking again.
-const IDLE_POLL: Duration = Duration::from_millis(200);
+const IDLE_POLL: Duration = Duration::from_millis(50);
 
 /// What the workers share.
 pub(crate) struct Ctx {
@@ -288,12 +288,21 @@ async fn run_task(
             (n, 0)
         }
     };
-    tx.execute(DONE_SQL, &[&task.id, &rows, &bytes, &worker])
+    let marked = tx
+        .execute(DONE_SQL, &[&task.id, &rows, &bytes, &worker])
         .await
         .map_err(LoadError::step(
             "record the task as done",
             ServerRole::Target,
         ))?;
+    if marked != 1 {
+        // Impossible while the claim's row lock holds; never commit work
+        // without its record.
+        return Err(LoadError::Core(pgmig_core::Error::Protocol {
+            what: format!("record task {} as done", task.id),
+            detail: "the task was already done or is gone; its work was rolled back".into(),
+        }));
+    }
     tx.commit()
         .await
         .map_err(LoadError::step("commit", ServerRole::Target))?;

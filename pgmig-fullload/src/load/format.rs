@@ -64,12 +64,15 @@ pub const PORTABLE_BUILTINS: &[&str] = &[
 /// Session settings on the replica for a text COPY that every version reads
 /// back exactly: floats with all their digits (17 significant digits before
 /// 12, the shortest exact form from 12), ISO dates, UTC, hex bytea.
+/// `row_security = off` makes a table whose row-level security would hide
+/// rows from the replica's role fail instead of being copied in part.
 pub const REPLICA_SESSION: &str = "SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; \
-     SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET bytea_output = 'hex'";
+     SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET bytea_output = 'hex'; \
+     SET lc_monetary = 'C'; SET row_security = off";
 
 /// Session settings on the target matching [`REPLICA_SESSION`] for input.
-pub const TARGET_SESSION: &str =
-    "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'";
+pub const TARGET_SESSION: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+     SET TimeZone = 'UTC'; SET lc_monetary = 'C'";
 
 /// Per table oid: (binary-safe within a major, binary-safe across majors),
 /// over the columns that are copied (live, not generated).

@@ -29,9 +29,12 @@ pub struct LoadPlan {
 }
 
 /// The quoted column list a COPY names: the replica's live, non-generated
-/// columns, checked against the target's.
-fn copy_columns(replica: &TableInfo, target: &TableInfo) -> Result<String, LoadError> {
+/// columns, checked against the target's; and whether every column has the
+/// same type on both sides (binary COPY reads bytes by the target's type,
+/// so a changed type must travel as text).
+fn copy_columns(replica: &TableInfo, target: &TableInfo) -> Result<(String, bool), LoadError> {
     let mut cols = Vec::new();
+    let mut same_types = true;
     for c in replica.copy_columns() {
         match target.columns.iter().find(|t| t.name == c.name) {
             None => {
@@ -48,10 +51,13 @@ fn copy_columns(replica: &TableInfo, target: &TableInfo) -> Result<String, LoadE
                     problem: "is a generated column",
                 });
             }
-            Some(_) => cols.push(quote_ident(&c.name)),
+            Some(t) => {
+                same_types &= t.type_name == c.type_name;
+                cols.push(quote_ident(&c.name))
+            }
         }
     }
-    Ok(format!("({})", cols.join(", ")))
+    Ok((format!("({})", cols.join(", ")), same_types))
 }
 
 /// Removes psql's `\restrict` / `\unrestrict` lines: the script runs through
@@ -83,6 +89,7 @@ pub async fn plan_load(
     };
     let (on_replica, on_target) = (by_name(&replica_tables), by_name(&target_tables));
     let mut planned: Vec<(TableInfo, String)> = Vec::new();
+    let mut retyped: std::collections::HashSet<u32> = std::collections::HashSet::new();
     for (_, pt) in migration.plan.tables() {
         let r = on_replica
             .get(&pt.table)
@@ -98,7 +105,10 @@ pub async fn plan_load(
                 role: ServerRole::Target,
                 hint: ": run `pgmig schema` first",
             })?;
-        let columns = copy_columns(r, t)?;
+        let (columns, same_types) = copy_columns(r, t)?;
+        if !same_types {
+            retyped.insert(r.oid);
+        }
         planned.push((r.clone(), columns));
     }
     // Largest first.
@@ -137,10 +147,14 @@ pub async fn plan_load(
                     split,
                     chunk: i as i32,
                     chunks: n,
-                    format: formats
-                        .get(&info.oid)
-                        .copied()
-                        .unwrap_or(super::CopyFormat::Text),
+                    format: if retyped.contains(&info.oid) {
+                        super::CopyFormat::Text
+                    } else {
+                        formats
+                            .get(&info.oid)
+                            .copied()
+                            .unwrap_or(super::CopyFormat::Text)
+                    },
                     columns: columns.clone(),
                 },
                 info.table_bytes,
