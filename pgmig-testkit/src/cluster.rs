@@ -594,7 +594,7 @@ fn conf_value(value: &str) -> String {
 }
 
 /// A libpq conninfo value: bare when safe, else single-quoted with escapes.
-fn conninfo_value(value: &str) -> String {
+pub(crate) fn conninfo_value(value: &str) -> String {
     if !value.is_empty()
         && value
             .chars()

@@ -6,7 +6,8 @@
 //! ([`Cluster::primary`]), streaming standbys made with `pg_basebackup`
 //! ([`Cluster::create_replica`]), fresh uniquely named databases
 //! ([`Cluster::create_database`]) and WAL position helpers
-//! ([`wait_for_replay`], [`current_wal_lsn`]).
+//! ([`wait_for_replay`], [`current_wal_lsn`]), and a TCP [`Proxy`] that cuts
+//! or stalls connections on command.
 //!
 //! # Where the servers come from
 //!
@@ -40,6 +41,7 @@ mod lab;
 mod lab_user;
 mod lsn;
 mod port;
+mod proxy;
 mod reaper;
 mod spec;
 
@@ -53,4 +55,5 @@ pub use lab::Lab;
 pub use lab_user::{FALLBACK_USER, LabUser, lab_user, running_as_root};
 pub use lsn::{LsnTarget, current_wal_lsn, format_lsn, parse_lsn, replay_lsn, wait_for_replay};
 pub use port::{LAB_HOST, free_port};
+pub use proxy::Proxy;
 pub use spec::ClusterSpec;
