@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod ident;
+pub mod locks;
 pub mod lsn;
 pub mod plan;
 pub mod role;
