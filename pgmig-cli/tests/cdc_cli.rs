@@ -10,15 +10,14 @@
 //! checksum and every sequence is at or ahead of the source's. A slot
 //! created after P makes `cdc` refuse to start.
 
-use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pgmig_testkit::{Cluster, Lab, StopMode, skip_unless_available};
-use tokio::process::Command;
+mod common;
 
-const WAIT: Duration = Duration::from_secs(120);
+use common::{Lab3, WAIT, assert_ok, text};
+use pgmig_testkit::{Cluster, StopMode, skip_unless_available};
 
 const DATA: &str = r#"
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -102,128 +101,12 @@ const WRITES_25: &[&str] = &[
     "DELETE FROM \"Shop\".\"Order Items\" WHERE order_id = ($1 * 17) % 1000",
 ];
 
-struct Lab3 {
-    source: Cluster,
-    replica: Cluster,
-    target: Cluster,
-    db: String,
-    target_db: String,
-}
-
-impl Lab3 {
-    async fn start(data: &str) -> Lab3 {
-        Lab3::start_with_target(data, 15).await
-    }
-
-    /// [`DATA`] plus the bench workload (`bench/dataset.sql`) at a small
-    /// scale: 20,000 events, 500 users, 1,500 audit rows.
-    async fn start_bench() -> Lab3 {
-        let lab = Lab3::start(DATA).await;
-        let dataset = pgmig_testkit::workspace_root()
-            .join("bench")
-            .join("dataset.sql");
-        let status = Command::new(pgmig_testkit::client_bin_dir().join("psql"))
-            .args(["-X", "-q", "-v", "scale=0.02", "-f"])
-            .arg(&dataset)
-            .args(["-d", &lab.source.conninfo(&lab.db)])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .await
-            .expect("run psql");
-        assert!(status.success(), "{}", dataset.display());
-        let head = lab.source.current_wal_lsn().await.unwrap();
-        lab.replica.wait_for_replay(head, WAIT).await.unwrap();
-        lab
-    }
-
-    async fn start_with_target(data: &str, target_major: u32) -> Lab3 {
-        let source = Lab::source_pg15().await.expect("source");
-        let (replica, target) =
-            tokio::join!(source.create_replica(), Cluster::primary(target_major));
-        let (replica, target) = (replica.expect("replica"), target.expect("target"));
-        let db = source.create_database("app").await.unwrap();
-        source.execute(&db, data).await.unwrap();
-        let target_db = target.create_database("target").await.unwrap();
-        let head = source.current_wal_lsn().await.unwrap();
-        replica.wait_for_replay(head, WAIT).await.unwrap();
-        Lab3 {
-            source,
-            replica,
-            target,
-            db,
-            target_db,
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pgmig"));
-        c.args(args)
-            .env("PGMIG_SOURCE", self.source.conninfo(&self.db))
-            .env("PGMIG_REPLICA", self.replica.conninfo(&self.db))
-            .env("PGMIG_TARGET", self.target.conninfo(&self.target_db))
-            .env_remove("RUST_LOG")
-            .current_dir(std::env::temp_dir())
-            .kill_on_drop(true);
-        c
-    }
-
-    async fn pgmig(&self, args: &[&str]) -> Output {
-        self.command(args).output().await.expect("run pgmig")
-    }
-
-    async fn target_sql(&self, sql: &str) -> String {
-        self.target
-            .query_one_string(&self.target_db, sql)
-            .await
-            .unwrap()
-    }
-
-    async fn source_sql(&self, sql: &str) -> String {
-        self.source.query_one_string(&self.db, sql).await.unwrap()
-    }
-
-    async fn digest(cluster: &Cluster, db: &str, table: &str) -> String {
-        cluster
-            .query_one_string(
-                db,
-                &format!(
-                    "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') \
-                     FROM {table} t"
-                ),
-            )
-            .await
-            .unwrap()
-    }
-
-    /// Transactions applied so far, over every slot.
-    async fn applied(&self) -> i64 {
-        self.target_sql("SELECT coalesce(sum(transactions), 0)::text FROM pgmig.cdc_progress")
-            .await
-            .parse()
-            .unwrap()
-    }
-
-    async fn setup_to_load(&self, slots: &str) {
-        assert_ok(
-            &self.pgmig(&["setup", "--yes", "--slots", slots]).await,
-            "setup",
-        );
-        assert_ok(&self.pgmig(&["snapshot"]).await, "snapshot");
-        assert_ok(&self.pgmig(&["schema", "--no-owner"]).await, "schema");
-        assert_ok(&self.pgmig(&["load", "--jobs", "2"]).await, "load");
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn assert_ok(o: &Output, what: &str) {
-    assert_eq!(o.status.code(), Some(0), "{what}\n{}", text(o));
+/// [`DATA`] plus the bench workload (`bench/dataset.sql`) at a small scale:
+/// 20,000 events, 500 users, 1,500 audit rows.
+async fn start_bench() -> Lab3 {
+    let lab = Lab3::start(DATA).await;
+    lab.add_bench_dataset("0.02").await;
+    lab
 }
 
 /// The write load: one source transaction per iteration, several changes
@@ -330,7 +213,7 @@ const TABLES: &[&str] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdc_under_write_load_killed_and_restarted_then_cutover_is_identical() {
     skip_unless_available!(pglogical);
-    let lab = Lab3::start_bench().await;
+    let lab = start_bench().await;
     let writes = WriteLoad::start(&lab);
     writes.wait_for(20).await;
     lab.setup_to_load("2").await;
@@ -569,7 +452,7 @@ const BULK: &[(&str, u64)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_backlog_then_crashes_of_target_and_source() {
     skip_unless_available!(pglogical);
-    let lab = Lab3::start_bench().await;
+    let lab = start_bench().await;
     lab.setup_to_load("2").await;
 
     // A backlog after P: 100 transactions of each kind.
@@ -808,7 +691,7 @@ const ALL_COLUMNS: &str = "i2, i4, i8, num, num_s, f4, f8, m, c, vc, t, b, bool,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cutover_while_cdc_runs_or_the_source_is_still_written_is_refused() {
     skip_unless_available!(pglogical);
-    let lab = Lab3::start_bench().await;
+    let lab = start_bench().await;
     lab.setup_to_load("1").await;
     let writes = WriteLoad::start(&lab);
     writes.wait_for(20).await;

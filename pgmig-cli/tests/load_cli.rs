@@ -3,12 +3,13 @@
 //! killed with SIGKILL mid-way and run again leaves the target equal to the
 //! replica; `--json` prints one JSON line per event and the result last.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use pgmig_testkit::{Cluster, Lab, skip_unless_available};
+mod common;
 
-const WAIT: Duration = Duration::from_secs(60);
+use common::{Lab3, WAIT, assert_ok, text};
+use pgmig_testkit::skip_unless_available;
 
 const DATA: &str = r#"
 CREATE SCHEMA "Shop";
@@ -19,90 +20,21 @@ CREATE TABLE public.audit (ts timestamptz, msg text);
 INSERT INTO public.audit SELECT now(), 'm' || g FROM generate_series(1, 50000) g;
 "#;
 
-struct Lab3 {
-    source: Cluster,
-    replica: Cluster,
-    target: Cluster,
-    db: String,
-    target_db: String,
-}
-
-impl Lab3 {
-    async fn start() -> Lab3 {
-        let source = Lab::source_pg15().await.expect("source");
-        let (replica, target) = tokio::join!(source.create_replica(), Cluster::primary(15));
-        let (replica, target) = (replica.expect("replica"), target.expect("target"));
-        let db = source.create_database("app").await.unwrap();
-        source.execute(&db, DATA).await.unwrap();
-        let target_db = target.create_database("target").await.unwrap();
-        let head = source.current_wal_lsn().await.unwrap();
-        replica.wait_for_replay(head, WAIT).await.unwrap();
-        Lab3 {
-            source,
-            replica,
-            target,
-            db,
-            target_db,
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pgmig"));
-        c.args(args)
-            .env("PGMIG_SOURCE", self.source.conninfo(&self.db))
-            .env("PGMIG_REPLICA", self.replica.conninfo(&self.db))
-            .env("PGMIG_TARGET", self.target.conninfo(&self.target_db))
-            .env_remove("RUST_LOG")
-            .current_dir(std::env::temp_dir());
-        c
-    }
-
-    fn pgmig(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run pgmig")
-    }
-
-    async fn target_sql(&self, sql: &str) -> String {
-        self.target
-            .query_one_string(&self.target_db, sql)
-            .await
-            .unwrap()
-    }
-
-    async fn digest(cluster: &Cluster, db: &str, table: &str) -> String {
-        cluster
-            .query_one_string(
-                db,
-                &format!(
-                    "SELECT count(*) || ':' || md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"
-                ),
-            )
-            .await
-            .unwrap()
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn assert_ok(o: &Output, what: &str) {
-    assert_eq!(o.status.code(), Some(0), "{what}\n{}", text(o));
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_then_killed_load_resumes_to_equal() {
     skip_unless_available!(pglogical);
-    let lab = Lab3::start().await;
-    assert_ok(&lab.pgmig(&["setup", "--yes", "--slots", "2"]), "setup");
-    assert_ok(&lab.pgmig(&["snapshot"]), "snapshot");
-    assert_ok(&lab.pgmig(&["schema", "--no-owner"]), "schema");
+    let lab = Lab3::start(DATA).await;
+    assert_ok(
+        &lab.pgmig(&["setup", "--yes", "--slots", "2"]).await,
+        "setup",
+    );
+    assert_ok(&lab.pgmig(&["snapshot"]).await, "snapshot");
+    assert_ok(&lab.pgmig(&["schema", "--no-owner"]).await, "schema");
 
     // --dry-run: the statements, nothing changed.
-    let dry = lab.pgmig(&["--dry-run", "load", "--chunk-size", "4MB"]);
+    let dry = lab
+        .pgmig(&["--dry-run", "load", "--chunk-size", "4MB"])
+        .await;
     assert_ok(&dry, "load --dry-run");
     let printed = String::from_utf8_lossy(&dry.stdout);
     assert!(
@@ -159,15 +91,14 @@ async fn dry_run_then_killed_load_resumes_to_equal() {
         assert!(Instant::now() < deadline, "no chunk committed in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
+    child.kill().await.expect("SIGKILL");
     let left = lab
         .target_sql("SELECT count(*)::text FROM pgmig.load_task WHERE done_at IS NULL")
         .await;
     assert_ne!(left, "0", "killed before the end");
 
     // Run again with --json: events as JSON lines, the result last.
-    let again = lab.pgmig(&["--json", "load", "--jobs", "2"]);
+    let again = lab.pgmig(&["--json", "load", "--jobs", "2"]).await;
     assert_ok(&again, "resumed load");
     let stdout = String::from_utf8_lossy(&again.stdout);
     let lines: Vec<serde_json::Value> = stdout
@@ -189,7 +120,7 @@ async fn dry_run_then_killed_load_resumes_to_equal() {
         );
     }
     // A third run has nothing to do.
-    let third = lab.pgmig(&["load"]);
+    let third = lab.pgmig(&["load"]).await;
     assert_ok(&third, "third load");
     assert!(
         String::from_utf8_lossy(&third.stdout).contains("already complete"),

@@ -3,12 +3,13 @@
 //! load and started again skips the steps done, finishes and verifies
 //! equal; the demo runs to the end: phase I, CDC under writes, cutover GO.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pgmig_testkit::{Cluster, Lab, skip_unless_available};
+mod common;
 
-const WAIT: Duration = Duration::from_secs(60);
+use common::{Lab3, WAIT, text};
+use pgmig_testkit::{Cluster, skip_unless_available};
 
 const DATA: &str = r#"
 CREATE SCHEMA bench;
@@ -26,108 +27,45 @@ INSERT INTO bench.audit_log SELECT timestamptz '2021-01-01' + make_interval(secs
 FROM generate_series(1, 12000) g;
 "#;
 
-struct Lab3 {
-    source: Cluster,
-    replica: Cluster,
-    target: Cluster,
-    db: String,
-    target_db: String,
+async fn one(cluster: &Cluster, db: &str, sql: &str) -> String {
+    cluster.query_one_string(db, sql).await.unwrap()
 }
 
-impl Lab3 {
-    async fn start() -> Lab3 {
-        let source = Lab::source_pg15().await.expect("source");
-        let (replica, target) = tokio::join!(source.create_replica(), Cluster::primary(15));
-        let (replica, target) = (replica.expect("replica"), target.expect("target"));
-        let db = source.create_database("run").await.unwrap();
-        source.execute(&db, DATA).await.unwrap();
-        let target_db = target.create_database("target").await.unwrap();
-        let head = source.current_wal_lsn().await.unwrap();
-        replica.wait_for_replay(head, WAIT).await.unwrap();
-        Lab3 {
-            source,
-            replica,
-            target,
-            db,
-            target_db,
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pgmig"));
-        c.args(args)
-            .env("PGMIG_SOURCE", self.source.conninfo(&self.db))
-            .env("PGMIG_REPLICA", self.replica.conninfo(&self.db))
-            .env("PGMIG_TARGET", self.target.conninfo(&self.target_db))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .current_dir(std::env::temp_dir());
-        c
-    }
-
-    fn pgmig(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run pgmig")
-    }
-
-    async fn one(cluster: &Cluster, db: &str, sql: &str) -> String {
-        cluster.query_one_string(db, sql).await.unwrap()
-    }
-
-    /// What a run could change, on each server, as one string.
-    async fn catalogs(&self) -> String {
-        let source = Self::one(
-            &self.source,
-            &self.db,
-            "SELECT concat_ws(' | ',
-               (SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots),
-               (SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension),
-               (SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace),
-               (SELECT count(*) FROM pg_class)::text)",
-        )
-        .await;
-        let replica = Self::one(
-            &self.replica,
-            &self.db,
-            "SELECT pg_is_wal_replay_paused()::text || ' ' || pg_get_wal_replay_pause_state()",
-        )
-        .await;
-        let target = Self::one(
-            &self.target,
-            &self.target_db,
-            "SELECT concat_ws(' | ', (SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace),
-               (SELECT count(*) FROM pg_class)::text)",
-        )
-        .await;
-        format!("source: {source}\nreplica: {replica}\ntarget: {target}")
-    }
-
-    async fn digest(cluster: &Cluster, db: &str, table: &str) -> String {
-        Self::one(
-            cluster,
-            db,
-            &format!(
-                "SELECT count(*) || ':' || md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"
-            ),
-        )
-        .await
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+/// What a run could change, on each server, as one string.
+async fn catalogs(lab: &Lab3) -> String {
+    let source = one(
+        &lab.source,
+        &lab.db,
+        "SELECT concat_ws(' | ',
+           (SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots),
+           (SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension),
+           (SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace),
+           (SELECT count(*) FROM pg_class)::text)",
     )
+    .await;
+    let replica = one(
+        &lab.replica,
+        &lab.db,
+        "SELECT pg_is_wal_replay_paused()::text || ' ' || pg_get_wal_replay_pause_state()",
+    )
+    .await;
+    let target = one(
+        &lab.target,
+        &lab.target_db,
+        "SELECT concat_ws(' | ', (SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace),
+           (SELECT count(*) FROM pg_class)::text)",
+    )
+    .await;
+    format!("source: {source}\nreplica: {replica}\ntarget: {target}")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_changes_nothing_then_a_killed_run_resumes_to_verified() {
     skip_unless_available!(pglogical);
-    let lab = Lab3::start().await;
+    let lab = Lab3::start(DATA).await;
 
-    let before = lab.catalogs().await;
-    let dry = lab.pgmig(&["--dry-run", "run", "--slots", "2"]);
+    let before = catalogs(&lab).await;
+    let dry = lab.pgmig(&["--dry-run", "run", "--slots", "2"]).await;
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
     let printed = String::from_utf8_lossy(&dry.stdout);
     for expected in [
@@ -148,7 +86,7 @@ async fn dry_run_changes_nothing_then_a_killed_run_resumes_to_verified() {
             "{expected:?} missing:\n{printed}"
         );
     }
-    assert_eq!(lab.catalogs().await, before, "the dry run changed a server");
+    assert_eq!(catalogs(&lab).await, before, "the dry run changed a server");
 
     // The run, killed during the load.
     let mut child = lab
@@ -168,14 +106,14 @@ async fn dry_run_changes_nothing_then_a_killed_run_resumes_to_verified() {
         .expect("spawn pgmig run");
     let deadline = Instant::now() + WAIT;
     loop {
-        let exists = Lab3::one(
+        let exists = one(
             &lab.target,
             &lab.target_db,
             "SELECT (to_regclass('pgmig.load_task') IS NOT NULL)::text",
         )
         .await;
         if exists == "true" {
-            let done = Lab3::one(
+            let done = one(
                 &lab.target,
                 &lab.target_db,
                 "SELECT count(*)::text FROM pgmig.load_task WHERE done_at IS NOT NULL",
@@ -192,19 +130,20 @@ async fn dry_run_changes_nothing_then_a_killed_run_resumes_to_verified() {
         assert!(Instant::now() < deadline, "the load did not start in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
+    child.kill().await.expect("SIGKILL");
 
-    let again = lab.pgmig(&[
-        "run",
-        "--yes",
-        "--slots",
-        "2",
-        "--chunk-size",
-        "1MB",
-        "--jobs",
-        "2",
-    ]);
+    let again = lab
+        .pgmig(&[
+            "run",
+            "--yes",
+            "--slots",
+            "2",
+            "--chunk-size",
+            "1MB",
+            "--jobs",
+            "2",
+        ])
+        .await;
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     let out = String::from_utf8_lossy(&again.stdout);
     for skipped in [
@@ -218,7 +157,7 @@ async fn dry_run_changes_nothing_then_a_killed_run_resumes_to_verified() {
     assert!(out.contains("phase I complete"), "{out}");
     // The replica was resumed; with no writes since, source and target agree.
     assert_eq!(
-        Lab3::one(
+        one(
             &lab.replica,
             &lab.db,
             "SELECT pg_is_wal_replay_paused()::text"
@@ -234,7 +173,7 @@ async fn dry_run_changes_nothing_then_a_killed_run_resumes_to_verified() {
         );
     }
     // A third run has nothing left to do.
-    let third = lab.pgmig(&["run", "--yes", "--slots", "2"]);
+    let third = lab.pgmig(&["run", "--yes", "--slots", "2"]).await;
     assert_eq!(third.status.code(), Some(0), "{}", text(&third));
     assert!(String::from_utf8_lossy(&third.stdout).contains("load: done earlier"));
 }

@@ -6,9 +6,10 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use pgmig_testkit::{Cluster, Lab, skip_unless_available};
+mod common;
 
-const WAIT: Duration = Duration::from_secs(30);
+use common::{Lab3, WAIT, pgmig_command};
+use pgmig_testkit::{Lab, skip_unless_available};
 
 const SCHEMA: &str = r#"
 CREATE SCHEMA "Sales";
@@ -23,86 +24,35 @@ INSERT INTO public."user" SELECT g, 'u' || g || '@x' FROM generate_series(1, 20)
 INSERT INTO public.audit_log SELECT now(), 'm' FROM generate_series(1, 10);
 "#;
 
-struct Lab3 {
-    source: Cluster,
-    replica: Cluster,
-    target: Cluster,
-    db: String,
-    target_db: String,
-}
-
-impl Lab3 {
-    async fn start() -> Lab3 {
-        let source = Lab::source_pg15().await.expect("source");
-        let (replica, target) = tokio::join!(source.create_replica(), Cluster::primary(16));
-        let (replica, target) = (replica.expect("replica"), target.expect("target"));
-        let db = source.create_database("app").await.unwrap();
-        source.execute(&db, SCHEMA).await.unwrap();
-        let target_db = target.create_database("target").await.unwrap();
-        let lab = Lab3 {
-            source,
-            replica,
-            target,
-            db,
-            target_db,
-        };
-        lab.catch_up().await;
-        lab
-    }
-
-    async fn catch_up(&self) {
-        let head = self.source.current_wal_lsn().await.unwrap();
-        self.replica.wait_for_replay(head, WAIT).await.unwrap();
-    }
-
-    fn pgmig(&self, args: &[&str]) -> Output {
-        pgmig_with(
-            args,
-            &self.source.conninfo(&self.db),
-            &self.replica.conninfo(&self.db),
-            &self.target.conninfo(&self.target_db),
-        )
-    }
-
-    async fn source_sql(&self, sql: &str) -> String {
-        self.source.query_one_string(&self.db, sql).await.unwrap()
-    }
-
-    async fn target_sql(&self, sql: &str) -> Option<String> {
-        self.target
-            .query_opt_string(&self.target_db, sql)
-            .await
-            .unwrap()
-    }
-
-    async fn replica_sql(&self, sql: &str) -> String {
-        self.replica.query_one_string(&self.db, sql).await.unwrap()
-    }
-
-    /// Everything setup creates on the source, as one comparable string.
-    async fn pglogical_state(&self) -> String {
-        self.source_sql(
-            "SELECT concat_ws(' | ',
-               (SELECT string_agg(slot_name || ':' || plugin, ',' ORDER BY slot_name) FROM pg_replication_slots),
-               (SELECT string_agg(node_name, ',') FROM pglogical.node),
-               (SELECT string_agg(set_name || ':' || replicate_insert || replicate_update || replicate_delete
-                    || replicate_truncate, ',' ORDER BY set_name) FROM pglogical.replication_set),
-               (SELECT string_agg(s.set_name || '=' || t.set_reloid::text, ',' ORDER BY s.set_name, t.set_reloid::text)
-                  FROM pglogical.replication_set_table t JOIN pglogical.replication_set s USING (set_id)))",
-        )
+async fn target_opt(lab: &Lab3, sql: &str) -> Option<String> {
+    lab.target
+        .query_opt_string(&lab.target_db, sql)
         .await
-    }
+        .unwrap()
 }
 
-fn pgmig_with(args: &[&str], source: &str, replica: &str, target: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgmig"))
-        .args(args)
-        .env("PGMIG_SOURCE", source)
-        .env("PGMIG_REPLICA", replica)
-        .env("PGMIG_TARGET", target)
-        .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
+async fn replica_sql(lab: &Lab3, sql: &str) -> String {
+    lab.replica.query_one_string(&lab.db, sql).await.unwrap()
+}
+
+/// Everything setup creates on the source, as one comparable string.
+async fn pglogical_state(lab: &Lab3) -> String {
+    lab.source_sql(
+        "SELECT concat_ws(' | ',
+           (SELECT string_agg(slot_name || ':' || plugin, ',' ORDER BY slot_name) FROM pg_replication_slots),
+           (SELECT string_agg(node_name, ',') FROM pglogical.node),
+           (SELECT string_agg(set_name || ':' || replicate_insert || replicate_update || replicate_delete
+                || replicate_truncate, ',' ORDER BY set_name) FROM pglogical.replication_set),
+           (SELECT string_agg(s.set_name || '=' || t.set_reloid::text, ',' ORDER BY s.set_name, t.set_reloid::text)
+              FROM pglogical.replication_set_table t JOIN pglogical.replication_set s USING (set_id)))",
+    )
+    .await
+}
+
+async fn pgmig_with(args: &[&str], source: &str, replica: &str, target: &str) -> Output {
+    pgmig_command(args, source, replica, target)
         .output()
+        .await
         .expect("run pgmig")
 }
 
@@ -128,11 +78,11 @@ fn assert_code(o: &Output, code: i32, what: &str) {
 async fn setup_snapshot_resume_end_to_end() {
     skip_unless_available!(pglogical);
     skip_unless_available!(16);
-    let lab = Lab3::start().await;
+    let lab = Lab3::start_with_target(SCHEMA, 16).await;
 
     // check: the source has no pglogical extension yet — a warning (setup
     // creates it) with its fix; nothing blocks.
-    let check = lab.pgmig(&["check", "--slots", "2"]);
+    let check = lab.pgmig(&["check", "--slots", "2"]).await;
     assert_code(&check, 0, "check before setup");
     assert!(
         out(&check).contains("CREATE EXTENSION pglogical"),
@@ -149,7 +99,7 @@ async fn setup_snapshot_resume_end_to_end() {
     let before = lab
         .source_sql("SELECT count(*)::text FROM pg_replication_slots")
         .await;
-    let dry = lab.pgmig(&["setup", "--slots", "2", "--dry-run"]);
+    let dry = lab.pgmig(&["setup", "--slots", "2", "--dry-run"]).await;
     assert_code(&dry, 0, "setup --dry-run");
     let sql = out(&dry);
     for needle in [
@@ -175,13 +125,12 @@ async fn setup_snapshot_resume_end_to_end() {
         "0"
     );
     assert_eq!(
-        lab.target_sql("SELECT to_regclass('pgmig.migration')::text")
-            .await,
+        target_opt(&lab, "SELECT to_regclass('pgmig.migration')::text").await,
         None
     );
 
     // Without a terminal and without --yes, setup refuses and changes nothing.
-    let refused = lab.pgmig(&["setup", "--slots", "2"]);
+    let refused = lab.pgmig(&["setup", "--slots", "2"]).await;
     assert_code(&refused, 2, "setup without --yes");
     assert!(err(&refused).contains("pass --yes"), "{}", err(&refused));
     assert_eq!(
@@ -191,14 +140,16 @@ async fn setup_snapshot_resume_end_to_end() {
     );
 
     // setup twice gives the same state.
-    let first = lab.pgmig(&["setup", "--slots", "2", "--yes"]);
+    let first = lab.pgmig(&["setup", "--slots", "2", "--yes"]).await;
     assert_code(&first, 0, "setup");
-    let state1 = lab.pglogical_state().await;
+    let state1 = pglogical_state(&lab).await;
     assert!(
         state1.contains("dms_slot_01:pglogical,dms_slot_02:pglogical"),
         "{state1}"
     );
-    let second = lab.pgmig(&["setup", "--slots", "2", "--yes", "--json"]);
+    let second = lab
+        .pgmig(&["setup", "--slots", "2", "--yes", "--json"])
+        .await;
     assert_code(&second, 0, "setup again");
     let report: serde_json::Value = serde_json::from_str(&out(&second)).unwrap();
     assert!(
@@ -208,7 +159,7 @@ async fn setup_snapshot_resume_end_to_end() {
             .iter()
             .all(|s| s["created"] == false)
     );
-    assert_eq!(lab.pglogical_state().await, state1);
+    assert_eq!(pglogical_state(&lab).await, state1);
     // The no-PK table is only in an insert set.
     let audit_sets = lab
         .source_sql(
@@ -221,11 +172,11 @@ async fn setup_snapshot_resume_end_to_end() {
         "{audit_sets}"
     );
     // Nothing left to do: the dry run says so.
-    let dry = lab.pgmig(&["setup", "--slots", "2", "--dry-run"]);
+    let dry = lab.pgmig(&["setup", "--slots", "2", "--dry-run"]).await;
     assert!(!out(&dry).contains("-- on the source:"), "{}", out(&dry));
 
     // check now passes the pglogical items and knows pgmig's own slots.
-    let check = lab.pgmig(&["check", "--json"]);
+    let check = lab.pgmig(&["check", "--json"]).await;
     let report: serde_json::Value = serde_json::from_str(&out(&check)).unwrap();
     let findings = report["findings"].as_array().unwrap();
     let severity = |id: &str| {
@@ -255,8 +206,8 @@ async fn setup_snapshot_resume_end_to_end() {
         )
         .await
         .unwrap();
-    lab.catch_up().await;
-    let dry = lab.pgmig(&["snapshot", "--dry-run"]);
+    lab.wait_replayed().await;
+    let dry = lab.pgmig(&["snapshot", "--dry-run"]).await;
     assert_code(&dry, 0, "snapshot --dry-run");
     assert!(out(&dry).contains("pg_wal_replay_pause"), "{}", out(&dry));
     // The same statements the run executes.
@@ -271,27 +222,24 @@ async fn setup_snapshot_resume_end_to_end() {
         out(&dry)
     );
     assert_eq!(
-        lab.replica_sql("SELECT pg_is_wal_replay_paused()::text")
-            .await,
+        replica_sql(&lab, "SELECT pg_is_wal_replay_paused()::text").await,
         "false"
     );
 
-    let snap = lab.pgmig(&["snapshot", "--json"]);
+    let snap = lab.pgmig(&["snapshot", "--json"]).await;
     assert_code(&snap, 0, "snapshot");
     let doc: serde_json::Value = serde_json::from_str(&out(&snap)).unwrap();
     let p = doc["pause_lsn"].as_str().unwrap().to_owned();
     assert_eq!(
-        lab.replica_sql("SELECT pg_last_wal_replay_lsn()::text")
-            .await,
+        replica_sql(&lab, "SELECT pg_last_wal_replay_lsn()::text").await,
         p
     );
     assert_eq!(
-        lab.replica_sql("SELECT pg_is_wal_replay_paused()::text")
-            .await,
+        replica_sql(&lab, "SELECT pg_is_wal_replay_paused()::text").await,
         "true"
     );
     assert_eq!(
-        lab.target_sql("SELECT pause_lsn::text FROM pgmig.migration")
+        target_opt(&lab, "SELECT pause_lsn::text FROM pgmig.migration")
             .await
             .as_deref(),
         Some(p.as_str())
@@ -307,17 +255,16 @@ async fn setup_snapshot_resume_end_to_end() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        lab.replica_sql("SELECT count(*)::text FROM public.\"user\"")
-            .await,
+        replica_sql(&lab, "SELECT count(*)::text FROM public.\"user\"").await,
         "31"
     );
     // Idempotent: a second snapshot reports the same P.
-    let again = lab.pgmig(&["snapshot"]);
+    let again = lab.pgmig(&["snapshot"]).await;
     assert_code(&again, 0, "snapshot again");
     assert!(out(&again).contains(&format!("P = {p}")), "{}", out(&again));
 
     // Setup after the snapshot: nothing to do is fine; a change is refused.
-    let again = lab.pgmig(&["setup", "--yes"]);
+    let again = lab.pgmig(&["setup", "--yes"]).await;
     assert_code(&again, 0, "setup after snapshot, nothing to do");
     lab.source
         .execute(
@@ -328,7 +275,7 @@ async fn setup_snapshot_resume_end_to_end() {
         )
         .await
         .unwrap();
-    let refused = lab.pgmig(&["setup", "--yes"]);
+    let refused = lab.pgmig(&["setup", "--yes"]).await;
     assert_code(&refused, 1, "setup that would change the source after P");
     assert!(
         err(&refused).contains(&format!(
@@ -345,22 +292,21 @@ async fn setup_snapshot_resume_end_to_end() {
     );
 
     // resume-replica resumes and confirms.
-    let resumed = lab.pgmig(&["resume-replica"]);
+    let resumed = lab.pgmig(&["resume-replica"]).await;
     assert_code(&resumed, 0, "resume-replica");
     assert!(
         out(&resumed).contains(&format!("was paused at {p}")),
         "{}",
         out(&resumed)
     );
-    lab.catch_up().await;
+    lab.wait_replayed().await;
     assert_eq!(
-        lab.replica_sql("SELECT count(*)::text FROM public.\"user\"")
-            .await,
+        replica_sql(&lab, "SELECT count(*)::text FROM public.\"user\"").await,
         "42"
     );
 
     // A snapshot now would need a new P: refused, replica resumed as it was.
-    let moved = lab.pgmig(&["snapshot"]);
+    let moved = lab.pgmig(&["snapshot"]).await;
     assert_code(&moved, 1, "snapshot after resume");
     assert!(
         err(&moved).contains(&format!("pinned at P = {p}")),
@@ -368,8 +314,7 @@ async fn setup_snapshot_resume_end_to_end() {
         err(&moved)
     );
     assert_eq!(
-        lab.replica_sql("SELECT pg_is_wal_replay_paused()::text")
-            .await,
+        replica_sql(&lab, "SELECT pg_is_wal_replay_paused()::text").await,
         "false"
     );
 }
@@ -378,7 +323,7 @@ async fn setup_snapshot_resume_end_to_end() {
 async fn snapshot_refuses_a_slot_newer_than_p_and_a_foreign_replica() {
     skip_unless_available!(pglogical);
     skip_unless_available!(16);
-    let lab = Lab3::start().await;
+    let lab = Lab3::start_with_target(SCHEMA, 16).await;
     let other = Lab::source_pg15().await.expect("other primary");
     let other_replica = other.create_replica().await.expect("other replica");
 
@@ -388,16 +333,14 @@ async fn snapshot_refuses_a_slot_newer_than_p_and_a_foreign_replica() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let paused_at = lab
-        .replica_sql("SELECT pg_last_wal_replay_lsn()::text")
-        .await;
-    let setup = lab.pgmig(&["setup", "--slots", "1", "--yes"]);
+    let paused_at = replica_sql(&lab, "SELECT pg_last_wal_replay_lsn()::text").await;
+    let setup = lab.pgmig(&["setup", "--slots", "1", "--yes"]).await;
     assert_code(&setup, 0, "setup");
     let confirmed = lab
         .source_sql("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'dms_slot_01'")
         .await;
 
-    let snap = lab.pgmig(&["snapshot"]);
+    let snap = lab.pgmig(&["snapshot"]).await;
     assert_code(&snap, 1, "snapshot with a slot after P");
     let msg = err(&snap);
     assert!(
@@ -408,19 +351,20 @@ async fn snapshot_refuses_a_slot_newer_than_p_and_a_foreign_replica() {
     );
     // Left as it was: still paused (it was paused before), no P recorded.
     assert_eq!(
-        lab.replica_sql("SELECT pg_is_wal_replay_paused()::text")
-            .await,
+        replica_sql(&lab, "SELECT pg_is_wal_replay_paused()::text").await,
         "true"
     );
     assert_eq!(
-        lab.replica_sql("SELECT pg_last_wal_replay_lsn()::text")
-            .await,
+        replica_sql(&lab, "SELECT pg_last_wal_replay_lsn()::text").await,
         paused_at
     );
     assert_eq!(
-        lab.target_sql("SELECT coalesce(pause_lsn::text, 'none') FROM pgmig.migration")
-            .await
-            .as_deref(),
+        target_opt(
+            &lab,
+            "SELECT coalesce(pause_lsn::text, 'none') FROM pgmig.migration"
+        )
+        .await
+        .as_deref(),
         Some("none")
     );
 
@@ -437,8 +381,8 @@ async fn snapshot_refuses_a_slot_newer_than_p_and_a_foreign_replica() {
         )
         .await
         .unwrap();
-    lab.catch_up().await;
-    let snap = lab.pgmig(&["snapshot"]);
+    lab.wait_replayed().await;
+    let snap = lab.pgmig(&["snapshot"]).await;
     assert_code(&snap, 1, "snapshot with a table missing from its set");
     assert!(
         err(&snap).contains("were not complete at P ="),
@@ -447,8 +391,7 @@ async fn snapshot_refuses_a_slot_newer_than_p_and_a_foreign_replica() {
     );
     assert!(err(&snap).contains("audit_log"), "{}", err(&snap));
     assert_eq!(
-        lab.replica_sql("SELECT pg_is_wal_replay_paused()::text")
-            .await,
+        replica_sql(&lab, "SELECT pg_is_wal_replay_paused()::text").await,
         "false"
     );
 
@@ -458,7 +401,8 @@ async fn snapshot_refuses_a_slot_newer_than_p_and_a_foreign_replica() {
         &lab.source.conninfo(&lab.db),
         &other_replica.conninfo("postgres"),
         &lab.target.conninfo(&lab.target_db),
-    );
+    )
+    .await;
     assert_code(&foreign, 2, "snapshot with a foreign replica");
     assert!(
         err(&foreign).contains("the replica is not a standby of this source"),
@@ -477,7 +421,8 @@ async fn snapshot_refuses_a_slot_newer_than_p_and_a_foreign_replica() {
         &lab.source.conninfo(&lab.db),
         &other_replica.conninfo("postgres"),
         &lab.target.conninfo(&lab.target_db),
-    );
+    )
+    .await;
     assert_code(&check, 1, "check with a foreign replica");
     assert!(out(&check).contains("different primary"), "{}", out(&check));
 
@@ -487,7 +432,8 @@ async fn snapshot_refuses_a_slot_newer_than_p_and_a_foreign_replica() {
         &other.conninfo("postgres"),
         &lab.replica.conninfo(&lab.db),
         &other.conninfo("postgres"),
-    );
+    )
+    .await;
     assert_code(&swapped, 2, "setup with target = source");
     assert!(
         err(&swapped).contains("the target is the source itself"),
@@ -513,7 +459,8 @@ async fn bad_connection_strings_exit_2_without_echoing_the_password() {
         "host=127.0.0.1 bogus_key=1 password=hunter2-secret",
         "host=127.0.0.1",
         "host=127.0.0.1",
-    );
+    )
+    .await;
     assert_code(&o, 2, "bad source DSN");
     assert!(
         err(&o).contains("invalid connection option \"bogus_key\""),
@@ -549,9 +496,13 @@ async fn bad_connection_strings_exit_2_without_echoing_the_password() {
 async fn interrupted_snapshot_resumes_the_replica_and_records_nothing() {
     skip_unless_available!(pglogical);
     skip_unless_available!(16);
-    let lab = Lab3::start().await;
-    assert_code(&lab.pgmig(&["setup", "--slots", "1", "--yes"]), 0, "setup");
-    lab.catch_up().await;
+    let lab = Lab3::start_with_target(SCHEMA, 16).await;
+    assert_code(
+        &lab.pgmig(&["setup", "--slots", "1", "--yes"]).await,
+        0,
+        "setup",
+    );
+    lab.wait_replayed().await;
 
     // Hold the migration row: recording P will wait on it, after the pause.
     let blocker = lab.target.connect(&lab.target_db).await.unwrap();
@@ -571,11 +522,11 @@ async fn interrupted_snapshot_resumes_the_replica_and_records_nothing() {
     // Wait until pgmig has paused the replica and waits on the row lock.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let waiting = lab
-            .target_sql(
-                "SELECT count(*)::text FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-            )
-            .await;
+        let waiting = target_opt(
+            &lab,
+            "SELECT count(*)::text FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        )
+        .await;
         if waiting.as_deref() == Some("1") {
             break;
         }
@@ -586,8 +537,7 @@ async fn interrupted_snapshot_resumes_the_replica_and_records_nothing() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        lab.replica_sql("SELECT pg_is_wal_replay_paused()::text")
-            .await,
+        replica_sql(&lab, "SELECT pg_is_wal_replay_paused()::text").await,
         "true"
     );
     let status = Command::new("kill")
@@ -600,15 +550,17 @@ async fn interrupted_snapshot_resumes_the_replica_and_records_nothing() {
     assert!(err(&o).contains("interrupted by SIGTERM"), "{}", err(&o));
     assert!(err(&o).contains("replay was resumed"), "{}", err(&o));
     assert_eq!(
-        lab.replica_sql("SELECT pg_is_wal_replay_paused()::text")
-            .await,
+        replica_sql(&lab, "SELECT pg_is_wal_replay_paused()::text").await,
         "false"
     );
     blocker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(
-        lab.target_sql("SELECT coalesce(pause_lsn::text, 'none') FROM pgmig.migration")
-            .await
-            .as_deref(),
+        target_opt(
+            &lab,
+            "SELECT coalesce(pause_lsn::text, 'none') FROM pgmig.migration"
+        )
+        .await
+        .as_deref(),
         Some("none")
     );
 }

@@ -9,11 +9,12 @@
 //! along) needs it — and a second cleanup finds nothing.
 
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use pgmig_testkit::{Cluster, Lab, skip_unless_available};
+mod common;
 
-const WAIT: Duration = Duration::from_secs(60);
+use common::{Lab3, WAIT, assert_exit as assert_code};
+use pgmig_testkit::skip_unless_available;
+
 const PASSWORD: &str = "Sup3rSecretPw";
 
 const DATA: &str = r#"
@@ -27,83 +28,40 @@ CREATE TABLE public.audit_log (ts timestamptz, msg text);
 INSERT INTO public.audit_log SELECT now(), 'm' FROM generate_series(1, 100);
 "#;
 
-struct Lab3 {
-    source: Cluster,
-    replica: Cluster,
-    target: Cluster,
-    db: String,
-    target_db: String,
+/// The source's slots, nodes, sets and memberships as one string.
+async fn source_state(lab: &Lab3) -> String {
+    lab.source_sql(
+        "SELECT concat_ws(' | ',
+           'slots=' || coalesce((SELECT string_agg(slot_name || ':' || plugin, ',' ORDER BY slot_name)
+              FROM pg_replication_slots), ''),
+           'nodes=' || coalesce((SELECT string_agg(node_name, ',' ORDER BY node_name) FROM pglogical.node), ''),
+           'sets=' || coalesce((SELECT string_agg(set_name, ',' ORDER BY set_name) FROM pglogical.replication_set), ''),
+           'members=' || coalesce((SELECT string_agg(s.set_name || '=' || t.set_reloid::regclass::text, ','
+              ORDER BY s.set_name, t.set_reloid::regclass::text)
+              FROM pglogical.replication_set_table t JOIN pglogical.replication_set s USING (set_id)), ''))",
+    )
+    .await
 }
 
-impl Lab3 {
-    async fn start() -> Lab3 {
-        let source = Lab::source_pg15().await.expect("source");
-        let (replica, target) = tokio::join!(source.create_replica(), Cluster::primary(15));
-        let (replica, target) = (replica.expect("replica"), target.expect("target"));
-        let db = source.create_database("app").await.unwrap();
-        source.execute(&db, DATA).await.unwrap();
-        let target_db = target.create_database("target").await.unwrap();
-        let head = source.current_wal_lsn().await.unwrap();
-        replica.wait_for_replay(head, WAIT).await.unwrap();
-        Lab3 {
-            source,
-            replica,
-            target,
-            db,
-            target_db,
-        }
-    }
+/// The target's non-system schemas.
+async fn target_schemas(lab: &Lab3) -> String {
+    lab.target_sql(
+        "SELECT coalesce(string_agg(nspname, ',' ORDER BY nspname), '') FROM pg_namespace \
+         WHERE nspname NOT LIKE 'pg\\_%' AND nspname NOT IN ('information_schema', 'public')",
+    )
+    .await
+}
 
-    fn pgmig(&self, args: &[&str]) -> Output {
-        self.pgmig_replica(args, &self.replica.conninfo(&self.db))
-    }
-
-    fn pgmig_replica(&self, args: &[&str], replica: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_pgmig"))
-            .args(args)
-            .env("PGMIG_SOURCE", self.source.conninfo(&self.db))
-            .env("PGMIG_REPLICA", replica)
-            .env("PGMIG_TARGET", self.target.conninfo(&self.target_db))
-            .env_remove("RUST_LOG")
-            .current_dir(std::env::temp_dir())
-            .output()
-            .expect("run pgmig")
-    }
-
-    async fn source_sql(&self, sql: &str) -> String {
-        self.source.query_one_string(&self.db, sql).await.unwrap()
-    }
-
-    async fn target_sql(&self, sql: &str) -> String {
-        self.target
-            .query_one_string(&self.target_db, sql)
-            .await
-            .unwrap()
-    }
-
-    /// The source's slots, nodes, sets and memberships as one string.
-    async fn source_state(&self) -> String {
-        self.source_sql(
-            "SELECT concat_ws(' | ',
-               'slots=' || coalesce((SELECT string_agg(slot_name || ':' || plugin, ',' ORDER BY slot_name)
-                  FROM pg_replication_slots), ''),
-               'nodes=' || coalesce((SELECT string_agg(node_name, ',' ORDER BY node_name) FROM pglogical.node), ''),
-               'sets=' || coalesce((SELECT string_agg(set_name, ',' ORDER BY set_name) FROM pglogical.replication_set), ''),
-               'members=' || coalesce((SELECT string_agg(s.set_name || '=' || t.set_reloid::regclass::text, ','
-                  ORDER BY s.set_name, t.set_reloid::regclass::text)
-                  FROM pglogical.replication_set_table t JOIN pglogical.replication_set s USING (set_id)), ''))",
-        )
-        .await
-    }
-
-    /// The target's non-system schemas.
-    async fn target_schemas(&self) -> String {
-        self.target_sql(
-            "SELECT coalesce(string_agg(nspname, ',' ORDER BY nspname), '') FROM pg_namespace \
-             WHERE nspname NOT LIKE 'pg\\_%' AND nspname NOT IN ('information_schema', 'public')",
-        )
-        .await
-    }
+async fn pgmig_replica(lab: &Lab3, args: &[&str], replica: &str) -> Output {
+    lab.command_with(
+        args,
+        &lab.source.conninfo(&lab.db),
+        replica,
+        &lab.target.conninfo(&lab.target_db),
+    )
+    .output()
+    .await
+    .expect("run pgmig")
 }
 
 fn out(o: &Output) -> String {
@@ -112,16 +70,6 @@ fn out(o: &Output) -> String {
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_code(o: &Output, code: i32, what: &str) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{what}\n--- stdout\n{}\n--- stderr\n{}",
-        out(o),
-        err(o)
-    );
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -204,10 +152,10 @@ fn status_with_no_server_reachable_reports_each_and_exits_0() {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
     skip_unless_available!(pglogical);
-    let lab = Lab3::start().await;
+    let lab = Lab3::start(DATA).await;
 
     // Before anything: status works and says so.
-    let st = lab.pgmig(&["--json", "status"]);
+    let st = lab.pgmig(&["--json", "status"]).await;
     assert_code(&st, 0, "status before setup");
     let report = json(&st);
     assert_eq!(report["step"], "not_set_up", "{report}");
@@ -215,7 +163,7 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
     assert!(report["next"].as_str().unwrap().contains("pgmig setup"));
     assert_eq!(report["slots"].as_array().unwrap().len(), 0);
     // Nothing to clean up yet, and saying so changes nothing.
-    let nothing = lab.pgmig(&["cleanup"]);
+    let nothing = lab.pgmig(&["cleanup"]).await;
     assert_code(&nothing, 0, "cleanup before setup");
     assert!(
         out(&nothing).contains("nothing to clean up"),
@@ -223,7 +171,11 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
         out(&nothing)
     );
 
-    assert_code(&lab.pgmig(&["setup", "--slots", "2", "--yes"]), 0, "setup");
+    assert_code(
+        &lab.pgmig(&["setup", "--slots", "2", "--yes"]).await,
+        0,
+        "setup",
+    );
     // Objects pgmig did not create: a slot, a slot pglogical.drop_node
     // would drop (its name contains pgl_), a set holding a table.
     lab.source
@@ -239,7 +191,9 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
         .unwrap();
 
     // After setup: pgmig's two slots, retaining WAL over a 1-byte threshold.
-    let st = lab.pgmig(&["--json", "status", "--warn-retained", "1"]);
+    let st = lab
+        .pgmig(&["--json", "status", "--warn-retained", "1"])
+        .await;
     assert_code(&st, 0, "status after setup");
     let report = json(&st);
     assert_eq!(report["step"], "set_up", "{report}");
@@ -263,7 +217,7 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
         );
     }
     // The default threshold (10GB) is far away: no slot warning.
-    let quiet = json(&lab.pgmig(&["--json", "status"]));
+    let quiet = json(&lab.pgmig(&["--json", "status"]).await);
     assert!(
         !warnings(&quiet).iter().any(|w| w.contains("retains")),
         "{quiet}"
@@ -272,8 +226,8 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
     // Snapshot: P, and the paused replica is a warning that says how to resume.
     let head = lab.source.current_wal_lsn().await.unwrap();
     lab.replica.wait_for_replay(head, WAIT).await.unwrap();
-    assert_code(&lab.pgmig(&["snapshot"]), 0, "snapshot");
-    let st = lab.pgmig(&["status"]);
+    assert_code(&lab.pgmig(&["snapshot"]).await, 0, "snapshot");
+    let st = lab.pgmig(&["status"]).await;
     assert_code(&st, 0, "status after snapshot");
     let text = out(&st);
     assert!(text.contains("step: snapshot taken"), "{text}");
@@ -282,7 +236,7 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
         text.contains("the replica is PAUSED at") && text.contains("pgmig resume-replica"),
         "{text}"
     );
-    let report = json(&lab.pgmig(&["--json", "status"]));
+    let report = json(&lab.pgmig(&["--json", "status"]).await);
     let p = report["pause_lsn"].as_str().unwrap().to_owned();
     assert_eq!(
         p,
@@ -293,9 +247,9 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
     assert_eq!(report["replica"]["at_pause_lsn"], true);
 
     // The load: progress per table.
-    assert_code(&lab.pgmig(&["schema", "--no-owner"]), 0, "schema");
-    assert_code(&lab.pgmig(&["load", "--jobs", "2"]), 0, "load");
-    let report = json(&lab.pgmig(&["--json", "status"]));
+    assert_code(&lab.pgmig(&["schema", "--no-owner"]).await, 0, "schema");
+    assert_code(&lab.pgmig(&["load", "--jobs", "2"]).await, 0, "load");
+    let report = json(&lab.pgmig(&["--json", "status"]).await);
     assert_eq!(report["step"], "loaded", "{report}");
     let load = &report["load"];
     assert_eq!(load["finished"], true, "{load}");
@@ -323,7 +277,7 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
             ("public.users".to_owned(), 300, true),
         ]
     );
-    let text = out(&lab.pgmig(&["status"]));
+    let text = out(&lab.pgmig(&["status"]).await);
     assert!(text.contains("load (at P = "), "{text}");
     assert!(text.contains("\"Sales\".\"Order Items\""), "{text}");
 
@@ -335,8 +289,8 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
         )
         .await
         .unwrap();
-    assert_code(&lab.pgmig(&["cdc", "--until-caught-up"]), 0, "cdc");
-    let report = json(&lab.pgmig(&["--json", "status"]));
+    assert_code(&lab.pgmig(&["cdc", "--until-caught-up"]).await, 0, "cdc");
+    let report = json(&lab.pgmig(&["--json", "status"]).await);
     assert_eq!(report["step"], "cdc", "{report}");
     let cdc = report["cdc"].as_array().unwrap();
     assert_eq!(cdc.len(), 2, "{report}");
@@ -356,7 +310,7 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
 
     // The replica unreachable: status says which, and still reports the rest.
     let gone = format!("host=127.0.0.1 port={} dbname=app", closed_port());
-    let st = lab.pgmig_replica(&["--json", "status"], &gone);
+    let st = pgmig_replica(&lab, &["--json", "status"], &gone).await;
     assert_code(&st, 0, "status without the replica");
     let report = json(&st);
     assert_eq!(report["servers"][1]["reachable"], false);
@@ -378,7 +332,7 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
         )
         .await
         .unwrap();
-    let before = lab.source_state().await;
+    let before = source_state(&lab).await;
     assert!(
         before.starts_with(
             "slots=dms_slot_01:pglogical,dms_slot_02:pglogical,keep_pgl_trap:pglogical,keep_slot:pglogical \
@@ -389,11 +343,11 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
             && before.ends_with(",keep_set=users"),
         "the lab's starting point changed: {before}"
     );
-    assert_eq!(lab.target_schemas().await, "Sales,keep_schema,pgmig");
+    assert_eq!(target_schemas(&lab).await, "Sales,keep_schema,pgmig");
 
     // Dry run: every statement per server, the node kept with its reasons,
     // nothing changed.
-    let dry = lab.pgmig(&["cleanup", "--dry-run"]);
+    let dry = lab.pgmig(&["cleanup", "--dry-run"]).await;
     assert_code(&dry, 0, "cleanup --dry-run");
     let sql = out(&dry);
     for needle in [
@@ -412,15 +366,15 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
     assert!(!sql.contains("SELECT pglogical.drop_node"), "{sql}");
     assert!(!sql.contains("'keep_slot'"), "{sql}");
     assert!(err(&dry).contains("pgmig resume-replica"), "{}", err(&dry));
-    let dry_json = json(&lab.pgmig(&["--json", "cleanup", "--dry-run"]));
+    let dry_json = json(&lab.pgmig(&["--json", "cleanup", "--dry-run"]).await);
     assert_eq!(dry_json["dry_run"], true);
     assert_eq!(
         dry_json["statements"].as_array().unwrap().len(),
         7,
         "{dry_json}"
     );
-    assert_eq!(lab.source_state().await, before);
-    assert_eq!(lab.target_schemas().await, "Sales,keep_schema,pgmig");
+    assert_eq!(source_state(&lab).await, before);
+    assert_eq!(target_schemas(&lab).await, "Sales,keep_schema,pgmig");
 
     // A view outside pgmig over its state would go with CASCADE: refused.
     lab.target
@@ -430,7 +384,7 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
         )
         .await
         .unwrap();
-    let blocked = lab.pgmig(&["cleanup", "--yes"]);
+    let blocked = lab.pgmig(&["cleanup", "--yes"]).await;
     assert_code(&blocked, 1, "cleanup with a dependent view");
     assert!(
         err(&blocked).contains("view keep_schema.v")
@@ -438,22 +392,22 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
         "{}",
         err(&blocked)
     );
-    assert_eq!(lab.source_state().await, before);
+    assert_eq!(source_state(&lab).await, before);
     lab.target
         .execute(&lab.target_db, "DROP VIEW keep_schema.v")
         .await
         .unwrap();
 
     // Without a terminal and without --yes: refused, nothing changed.
-    let refused = lab.pgmig(&["cleanup"]);
+    let refused = lab.pgmig(&["cleanup"]).await;
     assert_code(&refused, 2, "cleanup without --yes");
     assert!(err(&refused).contains("pass --yes"), "{}", err(&refused));
-    assert_eq!(lab.source_state().await, before);
+    assert_eq!(source_state(&lab).await, before);
 
     // The cleanup: pgmig's slots, sets and schema are gone; the unrelated
     // slot, set (with its table) and schema stay, and so does the node
     // they still need.
-    let done = lab.pgmig(&["cleanup", "--yes"]);
+    let done = lab.pgmig(&["cleanup", "--yes"]).await;
     assert_code(&done, 0, "cleanup");
     let text = out(&done);
     assert!(
@@ -472,11 +426,11 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
         err(&done)
     );
     assert_eq!(
-        lab.source_state().await,
+        source_state(&lab).await,
         "slots=keep_pgl_trap:pglogical,keep_slot:pglogical | nodes=pgmig_provider \
          | sets=ddl_sql,default,default_insert_only,keep_set | members=keep_set=users"
     );
-    assert_eq!(lab.target_schemas().await, "Sales,keep_schema");
+    assert_eq!(target_schemas(&lab).await, "Sales,keep_schema");
 
     // Once nothing else needs the node, cleanup drops it — and only it:
     // keep_slot (no pgl_ in its name) survives pglogical.drop_node.
@@ -488,33 +442,33 @@ async fn status_follows_the_migration_and_cleanup_drops_only_pgmigs_objects() {
         )
         .await
         .unwrap();
-    let node = lab.pgmig(&["--json", "cleanup", "--yes"]);
+    let node = lab.pgmig(&["--json", "cleanup", "--yes"]).await;
     assert_code(&node, 0, "cleanup of the node");
     let report = json(&node);
     assert_eq!(report["dropped"], 1, "{report}");
     assert_eq!(
-        lab.source_state().await,
+        source_state(&lab).await,
         "slots=keep_slot:pglogical | nodes= | sets= | members="
     );
-    assert_eq!(lab.target_schemas().await, "Sales,keep_schema");
+    assert_eq!(target_schemas(&lab).await, "Sales,keep_schema");
 
     // A second cleanup finds nothing and says so.
-    let again = lab.pgmig(&["cleanup", "--yes"]);
+    let again = lab.pgmig(&["cleanup", "--yes"]).await;
     assert_code(&again, 0, "cleanup again");
     assert!(
         out(&again).contains("nothing to clean up"),
         "{}",
         out(&again)
     );
-    let again = json(&lab.pgmig(&["--json", "cleanup", "--yes"]));
+    let again = json(&lab.pgmig(&["--json", "cleanup", "--yes"]).await);
     assert_eq!(again["dropped"], 0, "{again}");
     assert_eq!(again["statements"].as_array().unwrap().len(), 0);
     assert_eq!(
-        lab.source_state().await,
+        source_state(&lab).await,
         "slots=keep_slot:pglogical | nodes= | sets= | members="
     );
 
     // And status is back to the start.
-    let report = json(&lab.pgmig(&["--json", "status"]));
+    let report = json(&lab.pgmig(&["--json", "status"]).await);
     assert_eq!(report["step"], "not_set_up", "{report}");
 }

@@ -91,16 +91,14 @@ impl Lab3 {
     }
 
     /// `pgmig <args>` against the given connection strings.
-    pub fn command_with(&self, args: &[&str], source: &str, replica: &str, target: &str) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pgmig"));
-        c.args(args)
-            .env("PGMIG_SOURCE", source)
-            .env("PGMIG_REPLICA", replica)
-            .env("PGMIG_TARGET", target)
-            .env_remove("RUST_LOG")
-            .current_dir(std::env::temp_dir())
-            .kill_on_drop(true);
-        c
+    pub fn command_with(
+        &self,
+        args: &[&str],
+        source: &str,
+        replica: &str,
+        target: &str,
+    ) -> Command {
+        pgmig_command(args, source, replica, target)
     }
 
     /// Runs `pgmig <args>` to the end.
@@ -177,6 +175,21 @@ impl Lab3 {
         assert_ok(&self.pgmig(&["snapshot"]).await, "snapshot");
         assert_ok(&self.pgmig(&["schema", "--no-owner"]).await, "schema");
     }
+}
+
+/// `pgmig <args>` with `PGMIG_SOURCE`, `PGMIG_REPLICA` and `PGMIG_TARGET`
+/// set to the given connection strings, stdin closed, `RUST_LOG` unset.
+pub fn pgmig_command(args: &[&str], source: &str, replica: &str, target: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pgmig"));
+    c.args(args)
+        .env("PGMIG_SOURCE", source)
+        .env("PGMIG_REPLICA", replica)
+        .env("PGMIG_TARGET", target)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .current_dir(std::env::temp_dir())
+        .kill_on_drop(true);
+    c
 }
 
 /// stdout and stderr of a finished command, for assertion messages.
