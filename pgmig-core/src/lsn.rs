@@ -268,4 +268,143 @@ mod tests {
             prop_assert_eq!(pg.to_string().parse::<Lsn>(), Ok(Lsn(v)));
         }
     }
+
+    /// What any input parses to, by a slower, obviously right reading:
+    /// `Some` exactly when each half is 1+ hex digits worth at most 32 bits.
+    fn model(s: &str) -> Option<u64> {
+        let (hi, lo) = s.trim().split_once('/')?;
+        let half = |h: &str| -> Option<u64> {
+            if h.is_empty() || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            let digits = h.trim_start_matches('0');
+            if digits.len() > 8 {
+                return None;
+            }
+            Some(u64::from_str_radix(digits, 16).unwrap_or(0))
+        };
+        Some((half(hi)? << 32) | half(lo)?)
+    }
+
+    /// Checks one input against [`model`]: a value or a typed error that
+    /// quotes the input and gives one of the known reasons.
+    fn check(s: &str) -> Result<(), TestCaseError> {
+        match (s.parse::<Lsn>(), model(s)) {
+            (Ok(lsn), Some(want)) => {
+                prop_assert_eq!(lsn, Lsn(want), "{:?}", s);
+                prop_assert_eq!(lsn.to_string().parse::<Lsn>(), Ok(lsn));
+            }
+            (Err(e), None) => {
+                prop_assert_eq!(&e.input, s);
+                prop_assert!(
+                    [
+                        "empty; expected two hex numbers as X/Y, e.g. 16/B374D848",
+                        "missing '/'; expected X/Y, e.g. 16/B374D848",
+                        "more than one '/'",
+                        "nothing before '/'",
+                        "nothing after '/'",
+                        "not a hexadecimal number",
+                        "a half is larger than 32 bits",
+                    ]
+                    .contains(&e.reason),
+                    "{:?}: {}",
+                    s,
+                    e
+                );
+                prop_assert_eq!(e.to_string(), format!("invalid LSN {s:?}: {}", e.reason));
+            }
+            (got, want) => prop_assert!(false, "{:?}: parsed {:?}, model {:?}", s, got, want),
+        }
+        Ok(())
+    }
+
+    /// Whitespace as `str::trim` knows it (Unicode `White_Space`), ASCII or not.
+    fn space() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            proptest::sample::select(vec![
+                ' ', '\t', '\n', '\r', '\x0b', '\x0c', '\u{85}', '\u{a0}', '\u{2003}', '\u{3000}',
+                '\u{2028}',
+            ]),
+            0..4,
+        )
+        .prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Any text at all, with a '/' somewhere or not.
+        #[test]
+        fn arbitrary_unicode_matches_the_model(a in any::<String>(), b in any::<String>(), slash in any::<bool>()) {
+            check(&a)?;
+            if slash {
+                check(&format!("{a}/{b}"))?;
+            }
+        }
+
+        /// Hex of any length: huge halves are refused, leading zeros are not.
+        #[test]
+        fn huge_hex_is_refused_not_wrapped(
+            hi in "[0-9a-fA-F]{0,40}",
+            lo in "[0-9a-fA-F]{0,40}",
+            zeros in 0_usize..300,
+        ) {
+            check(&format!("{hi}/{lo}"))?;
+            let padded = format!("{}{hi}/{}{lo}", "0".repeat(zeros), "0".repeat(zeros));
+            check(&padded)?;
+            if !hi.is_empty() && !lo.is_empty() {
+                prop_assert_eq!(padded.parse::<Lsn>(), format!("{hi}/{lo}").parse::<Lsn>().map_err(|e| ParseLsnError { input: padded.clone(), ..e }));
+            }
+        }
+
+        /// Whitespace around the LSN is ignored; inside it, it is an error.
+        #[test]
+        fn whitespace_outside_ignored_inside_refused(
+            v in any::<u64>(),
+            before in space(),
+            after in space(),
+            inside in space().prop_filter("some", |s| !s.is_empty()),
+            at in any::<proptest::sample::Index>(),
+        ) {
+            let shown = Lsn(v).to_string();
+            prop_assert_eq!(format!("{before}{shown}{after}").parse::<Lsn>(), Ok(Lsn(v)));
+            let cut = at.index(shown.len() - 1) + 1;
+            let broken = format!("{}{inside}{}", &shown[..cut], &shown[cut..]);
+            prop_assert!(broken.parse::<Lsn>().is_err(), "{:?}", broken);
+            check(&broken)?;
+        }
+
+        /// Any separator other than an ASCII '/' is refused, look-alikes included.
+        #[test]
+        fn other_separators_are_refused(
+            v in any::<u64>(),
+            sep in proptest::sample::select(vec![
+                ":", "\\", "|", "-", ".", ",", " ", "//", "/ /", "\u{2215}", "\u{ff0f}", "\u{2044}", "\u{29f8}", "%2F", "",
+            ]),
+        ) {
+            let s = format!("{:X}{sep}{:X}", v >> 32, v & 0xFFFF_FFFF);
+            prop_assert!(s.parse::<Lsn>().is_err(), "{:?}", s);
+            check(&s)?;
+        }
+
+        /// Valid LSNs with one character changed, inserted or removed.
+        #[test]
+        fn mutated_lsns_match_the_model(
+            v in any::<u64>(),
+            at in any::<proptest::sample::Index>(),
+            c in any::<char>(),
+            op in 0_u8..3,
+        ) {
+            let mut chars: Vec<char> = Lsn(v).to_string().chars().collect();
+            let i = at.index(chars.len());
+            match op {
+                0 => chars[i] = c,
+                1 => chars.insert(i, c),
+                _ => {
+                    chars.remove(i);
+                }
+            }
+            check(&chars.into_iter().collect::<String>())?;
+        }
+    }
 }

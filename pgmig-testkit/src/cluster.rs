@@ -25,6 +25,7 @@ use crate::lsn::{self, LsnTarget};
 use crate::port::{LAB_HOST, free_port};
 use crate::reaper;
 use crate::spec::{ClusterSpec, Upstream};
+use crate::tls::TlsFiles;
 
 /// The superuser every lab cluster is initialised with (trust authentication).
 pub const LAB_SUPERUSER: &str = "postgres";
@@ -87,6 +88,7 @@ pub struct Cluster {
     pub(crate) log_file: PathBuf,
     pub(crate) settings: Vec<(String, String)>,
     pub(crate) pglogical: bool,
+    pub(crate) tls: Option<TlsFiles>,
     pub(crate) running: AtomicBool,
     // Last field: removed after Drop::drop has stopped the server.
     pub(crate) root: TempDir,
@@ -156,6 +158,12 @@ impl Cluster {
     /// Whether pglogical is in `shared_preload_libraries`.
     pub fn has_pglogical(&self) -> bool {
         self.pglogical
+    }
+
+    /// Where the lab CA, the other CA and the server certificate are, when
+    /// the cluster serves TLS ([`ClusterSpec::tls`]); `None` otherwise.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 
     /// Whether the lab believes the server is running (started and not stopped).
@@ -462,10 +470,16 @@ impl Cluster {
                 self.socket_dir.to_string_lossy().into_owned(),
             ),
         ];
+        let tls = self
+            .tls
+            .as_ref()
+            .map(TlsFiles::server_settings)
+            .unwrap_or_default();
         for (name, value) in listen
             .iter()
             .map(|(n, v)| (*n, v.as_str()))
             .chain(self.settings.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .chain(tls.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         {
             text.push_str(&format!("{name} = {}\n", conf_value(value)));
         }

@@ -7,7 +7,8 @@
 //! ([`Cluster::create_replica`]), fresh uniquely named databases
 //! ([`Cluster::create_database`]) and WAL position helpers
 //! ([`wait_for_replay`], [`current_wal_lsn`]), and a TCP [`Proxy`] that cuts
-//! or stalls connections on command.
+//! or stalls connections on command, and servers that serve TLS with the
+//! lab's own certificate authority ([`ClusterSpec::tls`]).
 //!
 //! # Where the servers come from
 //!
@@ -44,6 +45,7 @@ mod port;
 mod proxy;
 mod reaper;
 mod spec;
+mod tls;
 
 pub use cluster::{Cluster, ClusterRole, LAB_SUPERUSER, StopMode, lab_base_dir};
 pub use error::LabError;
@@ -57,3 +59,4 @@ pub use lsn::{LsnTarget, current_wal_lsn, format_lsn, parse_lsn, replay_lsn, wai
 pub use port::{LAB_HOST, free_port};
 pub use proxy::Proxy;
 pub use spec::ClusterSpec;
+pub use tls::{TLS_HOST, TlsFiles};

@@ -44,6 +44,7 @@ pub struct ClusterSpec {
     upstream: Option<Upstream>,
     settings: Vec<(String, String)>,
     pglogical: bool,
+    tls: bool,
     streaming_timeout: Duration,
 }
 
@@ -57,6 +58,7 @@ impl ClusterSpec {
             upstream: None,
             settings: Vec::new(),
             pglogical: false,
+            tls: false,
             streaming_timeout: Duration::from_secs(60),
         }
     }
@@ -118,6 +120,19 @@ impl ClusterSpec {
     /// build has no pglogical (a panic under `CI=true`).
     pub fn preload_pglogical(mut self, yes: bool) -> Self {
         self.pglogical = yes;
+        self
+    }
+
+    /// Serves TLS with the lab's own certificate authority: `ssl=on` with
+    /// a server certificate for `DNS:localhost` only, signed by a CA made
+    /// for this cluster; a second, unrelated CA is made too (see
+    /// [`Cluster::tls_files`] and [`crate::TlsFiles`]). Plaintext
+    /// connections are still accepted.
+    ///
+    /// Default: off (the server offers no TLS). Starting fails with
+    /// [`LabError::Unavailable`] when the `openssl` command is missing.
+    pub fn tls(mut self, yes: bool) -> Self {
+        self.tls = yes;
         self
     }
 
@@ -214,6 +229,7 @@ impl ClusterSpec {
             socket_dir,
             settings: self.effective_settings(),
             pglogical,
+            tls: None,
             running: AtomicBool::new(false),
             root,
         };
@@ -221,6 +237,9 @@ impl ClusterSpec {
         match &self.upstream {
             None => cluster.init_primary().await?,
             Some(up) => cluster.clone_upstream(up).await?,
+        }
+        if self.tls {
+            cluster.tls = Some(crate::tls::generate(cluster.root.path(), &cluster.log_file).await?);
         }
         cluster.first_start(self.upstream.as_ref()).await?;
         if self.upstream.is_some() {
