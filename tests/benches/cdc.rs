@@ -28,7 +28,6 @@
 //! Exit status: 0 when everything ran and checked out; 1 when a check
 //! failed; 2 for bad arguments; 3 when the lab or a step failed.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -37,6 +36,10 @@ use std::time::{Duration, Instant};
 
 use pgmig_testkit::{Cluster, ClusterSpec, workspace_root};
 use serde_json::{Value, json};
+
+mod support;
+
+use support::{lab_err, loadavg, locate_pgmig, say};
 
 const USAGE: &str = "usage: cargo bench -p pgmig-tests --bench cdc -- [--rows N] [--rate R] [--seconds S] [--scale X] [--poll-ms MS] [--json] [--pgmig PATH]
   --rows N      changes in the backlog (default 200000; rounded up to 5000)
@@ -66,43 +69,11 @@ const ROUND: u64 = 5000;
 /// Changes per steady-state transaction.
 const STEADY_TX: u64 = 10;
 
-fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse_args(&argv) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            eprintln!(
-                "cdc bench: nothing to do outside `cargo bench` (run `cargo bench -p pgmig-tests --bench cdc`)"
-            );
-            return ExitCode::SUCCESS;
-        }
-        Err(msg) => {
-            eprintln!("cdc bench: {msg}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cdc bench: tokio runtime: {e}");
-            return ExitCode::from(3);
-        }
-    };
-    match runtime.block_on(Box::pin(bench(args))) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(msg) => {
-            eprintln!("cdc bench: {msg}");
-            ExitCode::from(3)
-        }
-    }
-}
-
 // ---------------------------------------------------------------- arguments
+
+fn main() -> ExitCode {
+    support::main("cdc", USAGE, parse_args, bench)
+}
 
 struct Args {
     rows: u64,
@@ -171,58 +142,6 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
 }
 
 // ---------------------------------------------------------------- helpers
-
-static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-
-fn say(msg: impl AsRef<str>) {
-    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
-    let _ = writeln!(std::io::stderr().lock(), "[{t:7.1}s] {}", msg.as_ref());
-}
-
-fn lab_err(what: &str) -> impl Fn(pgmig_testkit::LabError) -> String + '_ {
-    move |e| format!("{what}: {e}")
-}
-
-/// Builds pgmig (release) unless `--pgmig`/`PGMIG_BIN` names one.
-fn locate_pgmig(args: &Args) -> Result<PathBuf, String> {
-    if let Some(path) = &args.pgmig {
-        return if path.is_file() {
-            Ok(path.clone())
-        } else {
-            Err(format!("--pgmig {}: no such file", path.display()))
-        };
-    }
-    say("building pgmig: cargo build --release -p pgmig-cli");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "pgmig-cli",
-            "--bin",
-            "pgmig",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("running cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cargo build --release -p pgmig-cli failed ({})",
-            out.status
-        ));
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "pgmig")
-        .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .next_back()
-        .ok_or_else(|| "cargo build reported no pgmig executable".into())
-}
 
 /// Runs pgmig and the client tools with the lab's settings only.
 struct Runner {
@@ -356,12 +275,6 @@ fn batch_times(stdout: &str) -> (u64, u64, u64) {
         out.2 += d["apply_ms"].as_u64().unwrap_or(0);
     }
     out
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -535,8 +448,8 @@ struct Figures {
 }
 
 async fn bench(args: Args) -> Result<bool, String> {
-    START.get_or_init(Instant::now);
-    let bin = locate_pgmig(&args)?;
+    support::start_clock();
+    let bin = locate_pgmig(args.pgmig.as_deref())?;
     let client_bin = pgmig_testkit::client_bin_dir();
     let psql = client_bin.join("psql");
     if !psql.is_file() {
@@ -844,13 +757,6 @@ struct Machine {
 }
 
 async fn machine(runner: &Runner, source: &Cluster, load_start: String) -> Machine {
-    let ram_kb: f64 = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
     let stdout = |mut c: Command| {
         c.output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
@@ -863,7 +769,7 @@ async fn machine(runner: &Runner, source: &Cluster, load_start: String) -> Machi
     version.arg("--version");
     Machine {
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        ram_gib: ram_kb / 1024.0 / 1024.0,
+        ram_gib: support::ram_gib(),
         load_start,
         load_end: loadavg(),
         postgres: source

@@ -22,7 +22,7 @@
 //! scale 4 on) no verdict failed; 1 otherwise (the table is printed either
 //! way); 2 for bad arguments; 3 when the lab itself could not be set up.
 
-use std::io::{BufRead, Write as _};
+use std::io::BufRead;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -30,6 +30,10 @@ use std::time::{Duration, Instant};
 
 use pgmig_testkit::{Cluster, ClusterSpec, LAB_HOST, LAB_SUPERUSER, lab_base_dir, workspace_root};
 use serde_json::{Value, json};
+
+mod support;
+
+use support::{lab_err, loadavg, locate_pgmig, say};
 
 const USAGE: &str = "usage: cargo bench -p pgmig-tests --bench load -- [--scale N] [--jobs N] [--only M,M] [--keep] [--json] [--pgmig PATH] [--dataset FILE]
   --scale N      millions of rows in bench.events (default 1; fractions such as 0.05 work)
@@ -64,43 +68,11 @@ const BINDING_SCALE: f64 = 4.0;
 /// How many `pg_dump -t | psql` the runbook runs at once.
 const RUNBOOK_PARALLEL: usize = 3;
 
-fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse_args(&argv) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            eprintln!(
-                "load bench: nothing to do outside `cargo bench` (run `cargo bench -p pgmig-tests --bench load -- --scale 1`)"
-            );
-            return ExitCode::SUCCESS;
-        }
-        Err(msg) => {
-            eprintln!("load bench: {msg}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("load bench: tokio runtime: {e}");
-            return ExitCode::from(3);
-        }
-    };
-    match runtime.block_on(Box::pin(bench(args))) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(msg) => {
-            eprintln!("load bench: {msg}");
-            ExitCode::from(3)
-        }
-    }
-}
-
 // ---------------------------------------------------------------- arguments
+
+fn main() -> ExitCode {
+    support::main("load", USAGE, parse_args, bench)
+}
 
 struct Args {
     /// As given, passed to `psql -v scale=`.
@@ -199,14 +171,6 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
 }
 
 // ---------------------------------------------------------------- processes
-
-static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-
-/// A progress line on stderr, stamped with the time since the start.
-fn say(msg: impl AsRef<str>) {
-    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
-    let _ = writeln!(std::io::stderr().lock(), "[{t:7.1}s] {}", msg.as_ref());
-}
 
 /// Where the client tools are, and the environment every child gets.
 struct Tools {
@@ -407,10 +371,6 @@ impl Outcome {
     }
 }
 
-fn lab_err(what: &str) -> impl Fn(pgmig_testkit::LabError) -> String + '_ {
-    move |e| format!("{what}: {e}")
-}
-
 // ---------------------------------------------------------------- the lab
 
 /// What the workload looks like on the paused replica.
@@ -564,50 +524,6 @@ fn uri(cluster: &Cluster, db: &str) -> String {
 }
 
 // ---------------------------------------------------------------- pgmig
-
-/// Builds pgmig (release) unless `--pgmig`/`PGMIG_BIN` names one; cargo
-/// decides whether anything is stale.
-fn locate_pgmig(args: &Args) -> Result<PathBuf, String> {
-    if let Some(path) = &args.pgmig {
-        return if path.is_file() {
-            Ok(path.clone())
-        } else {
-            Err(format!("--pgmig {}: no such file", path.display()))
-        };
-    }
-    say("building pgmig: cargo build --release -p pgmig-cli");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "pgmig-cli",
-            "--bin",
-            "pgmig",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("running cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cargo build --release -p pgmig-cli failed ({}; the errors are above; \
-             --pgmig PATH uses a binary built earlier)",
-            out.status
-        ));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "pgmig")
-        .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .next_back()
-        .ok_or_else(|| "cargo build reported no pgmig executable".into())
-}
 
 /// What `pgmig load` needs once `setup`, `snapshot` and `schema` have run.
 struct Pgmig {
@@ -1087,7 +1003,7 @@ for p in "${pids[@]}"; do wait "$p"; done"#,
 // ---------------------------------------------------------------- the run
 
 async fn bench(args: Args) -> Result<bool, String> {
-    START.get_or_init(Instant::now);
+    support::start_clock();
     let tools = Tools::locate()?;
     if !args.dataset.is_file() {
         return Err(format!(
@@ -1113,7 +1029,7 @@ async fn bench(args: Args) -> Result<bool, String> {
     }
 
     let pgmig_bin = if args.wants("pgmig") {
-        Some(locate_pgmig(&args))
+        Some(locate_pgmig(args.pgmig.as_deref()))
     } else {
         None
     };
@@ -1325,12 +1241,6 @@ fn mb(bytes: i64) -> String {
     format!("{:.0} MB", bytes as f64 / 1e6)
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 struct Machine {
     cpus: usize,
     cpu_model: String,
@@ -1373,13 +1283,6 @@ async fn machine_info(
             .await
             .unwrap_or_else(|e| e.to_string())
     };
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let ram_kb: f64 = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let git = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -1396,7 +1299,7 @@ async fn machine_info(
             .and_then(|l| l.split_once(':'))
             .map(|(_, v)| v.trim().to_owned())
             .unwrap_or_default(),
-        ram_gib: ram_kb / 1024.0 / 1024.0,
+        ram_gib: support::ram_gib(),
         load_start,
         load_end: loadavg(),
         source_version: version(source).await,
