@@ -44,6 +44,7 @@ mod lsn;
 mod port;
 mod proxy;
 mod reaper;
+mod slot;
 mod spec;
 mod tls;
 

@@ -8,7 +8,6 @@
 //! twice giving the same catalog state, with a dry run that changes nothing
 //! and prints SQL that does the same as a real run.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use pgmig_core::catalog::list_tables;
@@ -20,8 +19,7 @@ use pgmig_pglogical::replication_set::{
 };
 use pgmig_pglogical::slot::{self, SlotError, SlotName, SlotNameError, SlotType};
 use pgmig_pglogical::statement::Statement;
-use pgmig_testkit::{Cluster, LAB_HOST, LAB_SUPERUSER, Lab, client_bin_dir, skip_unless_available};
-use tokio::process::{Child, Command};
+use pgmig_testkit::{Cluster, LAB_HOST, LAB_SUPERUSER, Lab, skip_unless_available};
 use tokio_postgres::Client;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -116,39 +114,6 @@ async fn catalog_state(client: &Client) -> Vec<String> {
         }
     }
     state
-}
-
-/// Holds a test_decoding `slot` active with `pg_recvlogical --start` until the
-/// child is dropped (killed on drop).
-async fn hold_slot_active(cluster: &Cluster, db: &str, slot: &str, client: &Client) -> Child {
-    let child = Command::new(client_bin_dir().join("pg_recvlogical"))
-        .args(["-h", LAB_HOST, "-p", &cluster.port().to_string()])
-        .args(["-U", LAB_SUPERUSER, "-d", db, "--slot", slot])
-        .args(["--start", "--no-loop", "-f", "/dev/null"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start pg_recvlogical");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let active: bool = client
-            .query_one(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .expect("read slot")
-            .get(0);
-        if active {
-            return child;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "pg_recvlogical never made {slot} active"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[test]
@@ -310,7 +275,10 @@ async fn slots_are_created_once_reused_refused_listed_and_dropped_only_when_ours
         .batch_execute("SELECT pg_create_logical_replication_slot('busy_slot', 'test_decoding')")
         .await
         .unwrap();
-    let holder = hold_slot_active(&cluster, &db, "busy_slot", &client).await;
+    let holder = cluster
+        .hold_slot_active(&db, "busy_slot", WAIT)
+        .await
+        .unwrap();
     let pid: i32 = client
         .query_one(
             "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'busy_slot'",

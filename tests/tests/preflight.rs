@@ -9,16 +9,13 @@
 //! that names them.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::time::Duration;
 
 use pgmig_core::{ServerRole, ServerVersion};
 use pgmig_pglogical::preflight::{self, CheckOptions, Endpoint, Finding, Report, Severity, ids};
 use pgmig_testkit::{
-    Cluster, ClusterSpec, LAB_HOST, LAB_SUPERUSER, Lab, client_bin_dir, free_port,
-    skip_unless_available,
+    Cluster, ClusterSpec, LAB_HOST, LAB_SUPERUSER, Lab, free_port, skip_unless_available,
 };
-use tokio::process::{Child, Command};
 use tokio_postgres::{Client, NoTls};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -48,39 +45,6 @@ async fn connect_as(cluster: &Cluster, db: &str, user: &str) -> Client {
         .expect("connect");
     tokio::spawn(connection);
     client
-}
-
-/// Holds `slot` active with `pg_recvlogical --start` until the child is
-/// dropped (killed on drop).
-async fn hold_slot_active(cluster: &Cluster, db: &str, slot: &str, admin: &Client) -> Child {
-    let child = Command::new(client_bin_dir().join("pg_recvlogical"))
-        .args(["-h", LAB_HOST, "-p", &cluster.port().to_string()])
-        .args(["-U", LAB_SUPERUSER, "-d", db, "--slot", slot])
-        .args(["--start", "--no-loop", "-f", "/dev/null"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start pg_recvlogical");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let active: bool = admin
-            .query_one(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .expect("read slot")
-            .get(0);
-        if active {
-            return child;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "pg_recvlogical never made {slot} active"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -234,7 +198,10 @@ async fn well_configured_servers_pass_then_data_slots_and_a_full_target_are_repo
         .await
         .expect("create slot");
     }
-    let recvlogical = hold_slot_active(&source, &db, "foreign_cdc", &src).await;
+    let recvlogical = source
+        .hold_slot_active(&db, "foreign_cdc", WAIT)
+        .await
+        .unwrap();
     let pid: i32 = src
         .query_one(
             "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'foreign_cdc'",
