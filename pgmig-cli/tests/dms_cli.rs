@@ -30,37 +30,26 @@ INSERT INTO "Sales"."Order Items"
 INSERT INTO public.audit_log VALUES (now(), 'm');
 "#;
 
-fn planned(schema: &str, name: &str, pk: bool) -> PlannedTable {
-    PlannedTable {
-        table: QualifiedTable::new(schema, name),
-        has_identity_index: pk,
-        bytes: 8192,
-        facts: Default::default(),
-    }
-}
-
 fn plan() -> Plan {
-    Plan {
-        slots: vec![
-            SlotGroup {
-                slot: "dms_slot_01".into(),
-                tables: vec![
-                    planned("public", "order_items", true),
-                    planned("public", "orderXitems", true),
-                ],
-                role: Default::default(),
-            },
-            SlotGroup {
-                slot: "dms_slot_02".into(),
-                tables: vec![
-                    planned("Sales", "Order Items", true),
-                    planned("public", "audit_log", false),
-                ],
-                role: Default::default(),
-            },
-        ],
-        ..Plan::default()
-    }
+    let t = |schema: &str, name: &str, pk| {
+        PlannedTable::new(QualifiedTable::new(schema, name), pk, 8192)
+    };
+    Plan::from_slots(vec![
+        SlotGroup::new(
+            "dms_slot_01",
+            vec![
+                t("public", "order_items", true),
+                t("public", "orderXitems", true),
+            ],
+        ),
+        SlotGroup::new(
+            "dms_slot_02",
+            vec![
+                t("Sales", "Order Items", true),
+                t("public", "audit_log", false),
+            ],
+        ),
+    ])
 }
 
 fn pgmig(args: &[&str], source: &str, target: &str) -> Output {

@@ -23,22 +23,13 @@ ANALYZE;
 ";
 
 fn plan(tables: &[&str]) -> Plan {
-    Plan {
-        slots: vec![SlotGroup {
-            slot: "dms_slot_01".into(),
-            tables: tables
-                .iter()
-                .map(|t| PlannedTable {
-                    table: QualifiedTable::new("public", *t),
-                    has_identity_index: true,
-                    bytes: 8192,
-                    facts: Default::default(),
-                })
-                .collect(),
-            role: Default::default(),
-        }],
-        ..Plan::default()
-    }
+    Plan::from_slots(vec![SlotGroup::new(
+        "dms_slot_01",
+        tables
+            .iter()
+            .map(|t| PlannedTable::new(QualifiedTable::new("public", *t), true, 8192))
+            .collect(),
+    )])
 }
 
 fn pgmig(args: &[&str], source: &str, replica: &str, target: &str) -> Output {

@@ -81,6 +81,16 @@ impl TableFacts {
 }
 
 impl PlannedTable {
+    /// A table planned by hand: no facts beyond its identity index and size.
+    pub fn new(table: QualifiedTable, has_identity_index: bool, bytes: i64) -> PlannedTable {
+        PlannedTable {
+            table,
+            has_identity_index,
+            bytes,
+            facts: TableFacts::default(),
+        }
+    }
+
     /// The planned form of `info`.
     pub fn of(info: &TableInfo, rates: &WriteRates) -> PlannedTable {
         PlannedTable {
@@ -173,6 +183,15 @@ pub fn default_slot_name(n: usize) -> String {
 }
 
 impl SlotGroup {
+    /// A slot carrying `tables`, grouped by hand.
+    pub fn new(slot: impl Into<String>, tables: Vec<PlannedTable>) -> SlotGroup {
+        SlotGroup {
+            slot: slot.into(),
+            tables,
+            role: SlotRole::default(),
+        }
+    }
+
     /// Its tables' total heap size, row estimate and write rate.
     pub fn totals(&self) -> (i64, i64, i64) {
         self.tables.iter().fold((0, 0, 0), |(b, r, w), t| {
@@ -305,6 +324,16 @@ pub fn is_plannable(table: &TableInfo) -> bool {
 }
 
 impl Plan {
+    /// A plan of these slots, without filters or deferred indexes (a plan
+    /// written by hand or by another tool; [`Plan::validate`]-style checks
+    /// still apply where it is used).
+    pub fn from_slots(slots: Vec<SlotGroup>) -> Plan {
+        Plan {
+            slots,
+            ..Plan::default()
+        }
+    }
+
     /// Plans `tables` over at most `slots` slots with the rules of
     /// [`planner`], keeping only what `filters` select (partitioned parents
     /// and unlogged tables are never planned). Deterministic for the same

@@ -18,38 +18,27 @@ use pgmig_dms::{
 
 const PASSWORD: &str = "Pa55-w0rd_that_must_never_show";
 
-fn table(schema: &str, name: &str, pk: bool) -> PlannedTable {
-    PlannedTable {
-        table: QualifiedTable::new(schema, name),
-        has_identity_index: pk,
-        bytes: 1 << 20,
-        facts: Default::default(),
-    }
-}
-
 fn plan() -> Plan {
-    Plan {
-        slots: vec![
-            SlotGroup {
-                slot: "dms_slot_01".into(),
-                tables: vec![
-                    table("public", "order_items", true),
-                    table("Sales", "Order Items", true),
-                    table("public", "100%_done", true),
-                ],
-                role: Default::default(),
-            },
-            SlotGroup {
-                slot: "dms_slot_02".into(),
-                tables: vec![
-                    table("données", "été_[x]", true),
-                    table("public", "audit_log", false),
-                ],
-                role: Default::default(),
-            },
-        ],
-        ..Plan::default()
-    }
+    let t = |schema: &str, name: &str, pk| {
+        PlannedTable::new(QualifiedTable::new(schema, name), pk, 1 << 20)
+    };
+    Plan::from_slots(vec![
+        SlotGroup::new(
+            "dms_slot_01",
+            vec![
+                t("public", "order_items", true),
+                t("Sales", "Order Items", true),
+                t("public", "100%_done", true),
+            ],
+        ),
+        SlotGroup::new(
+            "dms_slot_02",
+            vec![
+                t("données", "été_[x]", true),
+                t("public", "audit_log", false),
+            ],
+        ),
+    ])
 }
 
 fn measurement() -> LobMeasurement {
@@ -268,9 +257,11 @@ fn the_validator_catches_broken_inputs() {
 #[test]
 fn warnings_name_what_dms_handles_badly() {
     let mut plan = plan();
-    plan.slots[1]
-        .tables
-        .push(table("public", "Audit_Log", true));
+    plan.slots[1].tables.push(PlannedTable::new(
+        QualifiedTable::new("public", "Audit_Log"),
+        true,
+        1 << 20,
+    ));
     let mut m = measurement();
     m.columns.push(MeasuredColumn {
         column: LobColumn {
