@@ -9,7 +9,7 @@ use pgmig_pglogical::snapshot::{
 
 use super::common::{connect, print_dry_run, print_json};
 use crate::cli::GlobalArgs;
-use crate::exit::{Outcome, UsageError};
+use crate::exit::{CheckFailed, Outcome, UsageError};
 use crate::settings::Settings;
 
 /// Pauses the replica, proves the invariant, records and prints P.
@@ -26,10 +26,16 @@ pub async fn snapshot(global: &GlobalArgs) -> anyhow::Result<Outcome> {
         print_dry_run(&snapshot_sql(rv, &migration.plan)?, global.json)?;
         return Ok(Outcome::Success);
     }
+    refuse_concurrent(&target).await?;
     // Interrupted (Ctrl-C, SIGTERM) while the snapshot runs: stop the
     // target's statement, then leave things consistent — either P was
     // recorded (the snapshot completed: the replica stays paused at it) or
     // not (replay goes back to how it was before).
+    // A primary given as the replica is refused by name before its replay
+    // state is read (which only a standby has).
+    if !admin::is_in_recovery(&replica).await? {
+        return Err(pgmig_pglogical::Error::from(pgmig_pglogical::Refusal::ReplicaNotStandby).into());
+    }
     let rv = ServerVersion::query(&replica).await?;
     let paused_before =
         admin::replay_pause_state(&replica, rv).await? != ReplayPauseState::NotPaused;
@@ -97,6 +103,40 @@ pub async fn snapshot(global: &GlobalArgs) -> anyhow::Result<Outcome> {
         );
     }
     Ok(Outcome::Success)
+}
+
+/// The session advisory lock on the target that one `pgmig snapshot` holds
+/// while it runs ("pgmig_sn").
+const SNAPSHOT_LOCK: i64 = 0x7067_6d69_675f_736e;
+
+/// Takes [`SNAPSHOT_LOCK`] for this process's target session (released
+/// when the process ends), or refuses (exit 1) when another snapshot holds
+/// it: two snapshots at once could each undo the other's pause on failure.
+async fn refuse_concurrent(target: &tokio_postgres::Client) -> anyhow::Result<()> {
+    let row = target
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&SNAPSHOT_LOCK])
+        .await
+        .context("taking the snapshot lock on the target")?;
+    if row.get::<_, bool>(0) {
+        return Ok(());
+    }
+    let holder = target
+        .query_opt(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND ((classid::bigint << 32) | objid::bigint) = $1 LIMIT 1",
+            &[&SNAPSHOT_LOCK],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| format!(" (target session pid {})", r.get::<_, i32>(0)))
+        .unwrap_or_default();
+    Err(CheckFailed(format!(
+        "another `pgmig snapshot` is running on this migration{holder}; nothing was changed. Wait for it \
+         to finish, then run `pgmig snapshot` again to confirm the recorded P"
+    ))
+    .into())
 }
 
 /// Resumes replay on the replica and confirms it.

@@ -9,6 +9,19 @@ use super::conn_config::ConnConfig;
 use super::sslmode::SslMode;
 use crate::Error;
 
+/// TCP keepalive idle time when the connection string sets none: 60 s
+/// (the operating system's default is two hours).
+pub(crate) const DEFAULT_KEEPALIVES_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Seconds between keepalive probes when unset: 10 s.
+pub(crate) const DEFAULT_KEEPALIVES_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(10);
+/// Unanswered probes before the connection is dropped when unset: 6.
+pub(crate) const DEFAULT_KEEPALIVES_COUNT: u32 = 6;
+/// How long sent data may stay unacknowledged before the connection is
+/// dropped (`TCP_USER_TIMEOUT`, Linux) when unset: 2 minutes.
+pub(crate) const DEFAULT_TCP_USER_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(120);
+
 impl ConnConfig {
     /// The driver's config for exactly these parameters (no environment,
     /// no defaults: call [`ConnConfig::resolve`] first for those).
@@ -71,18 +84,26 @@ impl ConnConfig {
         if let Some(k) = self.keepalives {
             pg.keepalives(k);
         }
-        if let Some(s) = self.keepalives_idle.filter(|s| *s > 0) {
-            pg.keepalives_idle(std::time::Duration::from_secs(s));
-        }
-        if let Some(s) = self.keepalives_interval.filter(|s| *s > 0) {
-            pg.keepalives_interval(std::time::Duration::from_secs(s));
-        }
-        if let Some(n) = self.keepalives_count {
-            pg.keepalives_retries(n);
-        }
-        if let Some(ms) = self.tcp_user_timeout.filter(|ms| *ms > 0) {
-            pg.tcp_user_timeout(std::time::Duration::from_millis(ms));
-        }
+        // Unless the connection string says otherwise, a dead peer (a
+        // partition, a crashed host) is noticed in about two minutes, not
+        // the operating system's two hours: see DEFAULT_KEEPALIVES_IDLE.
+        let secs = std::time::Duration::from_secs;
+        pg.keepalives_idle(
+            self.keepalives_idle
+                .filter(|s| *s > 0)
+                .map_or(DEFAULT_KEEPALIVES_IDLE, secs),
+        );
+        pg.keepalives_interval(
+            self.keepalives_interval
+                .filter(|s| *s > 0)
+                .map_or(DEFAULT_KEEPALIVES_INTERVAL, secs),
+        );
+        pg.keepalives_retries(self.keepalives_count.unwrap_or(DEFAULT_KEEPALIVES_COUNT));
+        pg.tcp_user_timeout(
+            self.tcp_user_timeout
+                .filter(|ms| *ms > 0)
+                .map_or(DEFAULT_TCP_USER_TIMEOUT, std::time::Duration::from_millis),
+        );
         pg
     }
 

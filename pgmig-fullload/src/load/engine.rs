@@ -1,6 +1,7 @@
 //! The workers: claim a task, do it, mark it done, in one target
 //! transaction; stream chunks from the replica into the target.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,13 +12,15 @@ use futures_util::{SinkExt, StreamExt, pin_mut};
 use pgmig_core::admin::{ReplayPauseState, last_replay_lsn, replay_pause_state};
 use pgmig_core::catalog::list_sequences;
 use pgmig_core::config::ConnConfig;
-use pgmig_core::{Lsn, ServerRole, ServerVersion};
+use pgmig_core::locks::{describe_holders, lock_holders};
+use pgmig_core::{ErrorKind, Lsn, ServerRole, ServerVersion};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::error::LoadError;
-use super::format::{REPLICA_SESSION, TARGET_SESSION};
+use super::format::{KEEPALIVE_SESSION, REPLICA_SESSION, TARGET_SESSION};
 use super::plan::copy_sql;
 use super::progress::{LoadEvent, ProgressFn, Tracker};
 use super::state::{DONE_SQL, Task, TaskKind, claim, remaining};
@@ -37,6 +40,7 @@ pub(crate) struct Ctx {
     pub p: Lsn,
     pub maintenance_work_mem: String,
     pub lock_timeout: Duration,
+    pub stall_timeout: Duration,
     pub worker_name: String,
     pub progress: Option<ProgressFn>,
     pub tracker: Mutex<Tracker>,
@@ -61,6 +65,34 @@ impl Ctx {
     fn track<T>(&self, f: impl FnOnce(&mut Tracker) -> T) -> T {
         let mut tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut tracker)
+    }
+
+    /// Awaits one exchange with a server, giving up with
+    /// [`LoadError::Stalled`] after `stall_timeout` (plus `extra`) without
+    /// an answer: the watchdog that keeps a silent network or server from
+    /// hanging the load. TCP keepalives only notice a peer that is gone; a
+    /// peer that is there but silent (a stalled middlebox, a hung server)
+    /// is noticed only here.
+    async fn within<T>(
+        &self,
+        what: &str,
+        role: ServerRole,
+        extra: Duration,
+        fut: impl Future<Output = Result<T, LoadError>>,
+    ) -> Result<T, LoadError> {
+        let after = self.stall_timeout + extra;
+        match tokio::time::timeout(after, fut).await {
+            // Name the server a failed state or catalog call talked to.
+            Ok(Err(LoadError::Core(pgmig_core::Error::Query { what, source }))) => {
+                Err(LoadError::Step { what, role, source })
+            }
+            Ok(r) => r,
+            Err(_) => Err(LoadError::Stalled {
+                what: what.to_string(),
+                role,
+                after,
+            }),
+        }
     }
 }
 
@@ -97,24 +129,37 @@ pub(crate) async fn worker(ctx: Arc<Ctx>, n: usize) -> Result<(), LoadError> {
 }
 
 async fn worker_loop(ctx: &Ctx, n: usize) -> Result<(), LoadError> {
-    let replica = ctx.replica.connect().await?;
-    replica
-        .batch_execute(REPLICA_SESSION)
-        .await
-        .map_err(LoadError::step(
-            "set the replica session",
-            ServerRole::Replica,
-        ))?;
-    let mut target = ctx.target.connect().await?;
+    let none = Duration::ZERO;
+    let replica = ctx
+        .within("connect", ServerRole::Replica, none, async {
+            let replica = ctx.replica.connect().await?;
+            replica
+                .batch_execute(&format!("{REPLICA_SESSION}; {KEEPALIVE_SESSION}"))
+                .await
+                .map_err(LoadError::step(
+                    "set the replica session",
+                    ServerRole::Replica,
+                ))?;
+            Ok(replica)
+        })
+        .await?;
     // A crash can lose the last commits, but each one whole: a chunk's data
     // and its record are lost together and copied again.
-    target
-        .batch_execute(&format!("{TARGET_SESSION}; SET synchronous_commit = off"))
-        .await
-        .map_err(LoadError::step(
-            "set the target session",
-            ServerRole::Target,
-        ))?;
+    let mut target = ctx
+        .within("connect", ServerRole::Target, none, async {
+            let target = ctx.target.connect().await?;
+            target
+                .batch_execute(&format!(
+                    "{TARGET_SESSION}; {KEEPALIVE_SESSION}; SET synchronous_commit = off"
+                ))
+                .await
+                .map_err(LoadError::step(
+                    "set the target session",
+                    ServerRole::Target,
+                ))?;
+            Ok(target)
+        })
+        .await?;
     let worker = format!("{}/{n}", ctx.worker_name);
     let mut last_waiting = None;
     loop {
@@ -124,15 +169,31 @@ async fn worker_loop(ctx: &Ctx, n: usize) -> Result<(), LoadError> {
         if ctx.stop.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let tx = target
-            .transaction()
-            .await
-            .map_err(LoadError::step("begin", ServerRole::Target))?;
-        let Some(task) = claim(&tx).await? else {
-            tx.rollback()
-                .await
-                .map_err(LoadError::step("rollback", ServerRole::Target))?;
-            let left = remaining(&target).await?;
+        let tx = ctx
+            .within("begin a task", ServerRole::Target, none, async {
+                target
+                    .transaction()
+                    .await
+                    .map_err(LoadError::step("begin", ServerRole::Target))
+            })
+            .await?;
+        let claimed = ctx
+            .within("claim a task", ServerRole::Target, none, async {
+                Ok(claim(&tx).await?)
+            })
+            .await?;
+        let Some(task) = claimed else {
+            ctx.within("end the claim", ServerRole::Target, none, async {
+                tx.rollback()
+                    .await
+                    .map_err(LoadError::step("rollback", ServerRole::Target))
+            })
+            .await?;
+            let left = ctx
+                .within("count the tasks left", ServerRole::Target, none, async {
+                    Ok(remaining(&target).await?)
+                })
+                .await?;
             if left == 0 {
                 return Ok(());
             }
@@ -149,12 +210,64 @@ async fn worker_loop(ctx: &Ctx, n: usize) -> Result<(), LoadError> {
         };
         debug!(task = task.id, kind = task.kind.name(), worker = %worker, "claimed");
         let run = run_task(ctx, &replica, tx, &task, &worker);
-        tokio::select! {
+        let result = tokio::select! {
             biased;
             _ = ctx.cancel.cancelled() => return Err(LoadError::Cancelled),
-            r = run => r?,
+            r = run => r,
+        };
+        if let Err(e) = result {
+            return Err(explain(ctx, &task, e).await);
         }
     }
+}
+
+/// Turns a task's failure into the error that tells the operator what to
+/// do: a lock timeout names the sessions holding the table; a full disk
+/// says so; a replica connection lost because the replica restarted
+/// reports that replay is no longer frozen at P when that is what it finds.
+async fn explain(ctx: &Ctx, task: &Task, err: LoadError) -> LoadError {
+    let LoadError::Step { what, role, source } = err else {
+        return err;
+    };
+    let code = source.code().cloned();
+    if code == Some(SqlState::LOCK_NOT_AVAILABLE)
+        && let Some(table) = &task.table
+    {
+        let holders = match ctx.target.connect().await {
+            Ok(client) => match lock_holders(&client, table).await {
+                Ok(h) => describe_holders(&h),
+                Err(e) => format!("could not list the sessions holding it ({e})"),
+            },
+            Err(e) => format!("could not list the sessions holding it ({e})"),
+        };
+        return LoadError::LockTimeout {
+            what,
+            table: table.clone(),
+            waited: ctx.lock_timeout,
+            holders,
+            source,
+        };
+    }
+    if code == Some(SqlState::DISK_FULL) {
+        return LoadError::OutOfSpace { what, role, source };
+    }
+    let err = LoadError::Step { what, role, source };
+    if role == ServerRole::Replica && err.kind() == ErrorKind::Connection {
+        // The replica went away (restarted?): if it is back, say whether
+        // it is still frozen at P — a restarted standby resumes replay.
+        let check = async {
+            let client = ctx.replica.connect().await?;
+            check_frozen(&client, ctx.replica_version, ctx.p).await
+        };
+        match tokio::time::timeout(Duration::from_secs(10), check).await {
+            Ok(Err(moved @ LoadError::ReplicaMoved { .. })) => {
+                warn!(error = %err, "replica connection lost; the replica is no longer frozen at P");
+                return moved;
+            }
+            _ => return err,
+        }
+    }
+    err
 }
 
 async fn run_task(
@@ -178,7 +291,15 @@ async fn run_task(
             let t = table.clone().unwrap_or_else(unnamed);
             let whole = *chunks == 1;
             let what = format!("copy chunk {} of {} of {t}", chunk + 1, chunks);
-            check_frozen(replica, ctx.replica_version, ctx.p).await?;
+            let none = Duration::ZERO;
+            ctx.within(&what, ServerRole::Replica, none, async {
+                check_frozen(replica, ctx.replica_version, ctx.p)
+                    .await
+                    .map_err(in_step(&what, ServerRole::Replica))
+            })
+            .await?;
+            ctx.within(&what, ServerRole::Target, none, set_local(&tx, ctx, false))
+                .await?;
             ctx.emit(|_| LoadEvent::ChunkStarted {
                 table: t.clone(),
                 chunk: *chunk,
@@ -186,22 +307,34 @@ async fn run_task(
                 format: *format,
             });
             if whole {
-                tx.batch_execute(&format!("TRUNCATE ONLY {quoted}"))
-                    .await
-                    .map_err(LoadError::step(
-                        format!("{what}: truncate"),
-                        ServerRole::Target,
-                    ))?;
+                // It may wait for a lock, up to lock_timeout.
+                ctx.within(&what, ServerRole::Target, ctx.lock_timeout, async {
+                    tx.batch_execute(&format!("TRUNCATE ONLY {quoted}"))
+                        .await
+                        .map_err(LoadError::step(
+                            format!("{what}: truncate"),
+                            ServerRole::Target,
+                        ))
+                })
+                .await?;
             }
             let (out_sql, in_sql) = copy_sql(&quoted, columns, split, *format, whole);
-            let sink = tx
-                .copy_in::<_, Bytes>(&in_sql)
-                .await
-                .map_err(LoadError::step(what.clone(), ServerRole::Target))?;
-            let stream = replica
-                .copy_out(&out_sql)
-                .await
-                .map_err(LoadError::step(what.clone(), ServerRole::Replica))?;
+            // Starting COPY FROM takes the table's lock: up to lock_timeout.
+            let sink = ctx
+                .within(&what, ServerRole::Target, ctx.lock_timeout, async {
+                    tx.copy_in::<_, Bytes>(&in_sql)
+                        .await
+                        .map_err(LoadError::step(what.clone(), ServerRole::Target))
+                })
+                .await?;
+            let stream = ctx
+                .within(&what, ServerRole::Replica, none, async {
+                    replica
+                        .copy_out(&out_sql)
+                        .await
+                        .map_err(LoadError::step(what.clone(), ServerRole::Replica))
+                })
+                .await?;
             pin_mut!(sink);
             pin_mut!(stream);
             let mut streamed: u64 = 0;
@@ -210,16 +343,26 @@ async fn run_task(
             // them into COALESCE-byte pieces passes the same bytes to the
             // target in far fewer channel messages and socket writes.
             let mut pending = BytesMut::with_capacity(COALESCE);
-            while let Some(piece) = stream.next().await {
+            // Every read and write is under the stall watchdog: a COPY that
+            // moves no byte for stall_timeout gives up.
+            while let Some(piece) = ctx
+                .within(&what, ServerRole::Replica, none, async {
+                    Ok(stream.next().await)
+                })
+                .await?
+            {
                 let piece = piece.map_err(LoadError::step(what.clone(), ServerRole::Replica))?;
                 streamed += piece.len() as u64;
                 pending.extend_from_slice(&piece);
                 if pending.len() >= COALESCE {
                     let full = pending.split().freeze();
                     pending.reserve(COALESCE);
-                    sink.feed(full)
-                        .await
-                        .map_err(LoadError::step(what.clone(), ServerRole::Target))?;
+                    ctx.within(&what, ServerRole::Target, none, async {
+                        sink.feed(full)
+                            .await
+                            .map_err(LoadError::step(what.clone(), ServerRole::Target))
+                    })
+                    .await?;
                 }
                 if streamed - reported >= PROGRESS_EVERY {
                     let delta = streamed - reported;
@@ -234,19 +377,31 @@ async fn run_task(
                 }
             }
             if !pending.is_empty() {
-                sink.feed(pending.split().freeze())
-                    .await
-                    .map_err(LoadError::step(what.clone(), ServerRole::Target))?;
+                let last = pending.split().freeze();
+                ctx.within(&what, ServerRole::Target, none, async {
+                    sink.feed(last)
+                        .await
+                        .map_err(LoadError::step(what.clone(), ServerRole::Target))
+                })
+                .await?;
             }
-            let rows = sink
-                .as_mut()
-                .finish()
-                .await
-                .map_err(LoadError::step(what.clone(), ServerRole::Target))?;
+            let rows = ctx
+                .within(&what, ServerRole::Target, none, async {
+                    sink.as_mut()
+                        .finish()
+                        .await
+                        .map_err(LoadError::step(what.clone(), ServerRole::Target))
+                })
+                .await?;
             ctx.track(|tr| tr.streamed(streamed - reported));
             // Replay is monotonic: at P before the read and at P after it
             // means the read saw exactly P.
-            check_frozen(replica, ctx.replica_version, ctx.p).await?;
+            ctx.within(&what, ServerRole::Replica, none, async {
+                check_frozen(replica, ctx.replica_version, ctx.p)
+                    .await
+                    .map_err(in_step(&what, ServerRole::Replica))
+            })
+            .await?;
             (rows as i64, streamed as i64)
         }
         TaskKind::Index { sql, .. } => {
@@ -288,13 +443,17 @@ async fn run_task(
             (n, 0)
         }
     };
-    let marked = tx
-        .execute(DONE_SQL, &[&task.id, &rows, &bytes, &worker])
-        .await
-        .map_err(LoadError::step(
-            "record the task as done",
-            ServerRole::Target,
-        ))?;
+    let none = Duration::ZERO;
+    let marked = ctx
+        .within("record the task as done", ServerRole::Target, none, async {
+            tx.execute(DONE_SQL, &[&task.id, &rows, &bytes, &worker])
+                .await
+                .map_err(LoadError::step(
+                    "record the task as done",
+                    ServerRole::Target,
+                ))
+        })
+        .await?;
     if marked != 1 {
         // Impossible while the claim's row lock holds; never commit work
         // without its record.
@@ -303,9 +462,14 @@ async fn run_task(
             detail: "the task was already done or is gone; its work was rolled back".into(),
         }));
     }
-    tx.commit()
-        .await
-        .map_err(LoadError::step("commit", ServerRole::Target))?;
+    // Without an answer the commit may or may not have happened; either
+    // way the task's data and its done mark went together.
+    ctx.within("commit a task", ServerRole::Target, none, async {
+        tx.commit()
+            .await
+            .map_err(LoadError::step("commit", ServerRole::Target))
+    })
+    .await?;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match &task.kind {
         TaskKind::Copy { chunk, .. } => {
@@ -355,6 +519,19 @@ async fn run_task(
         }
     }
     Ok(())
+}
+
+/// Names the step (table and chunk) in a failed state or catalog call made
+/// for it.
+fn in_step(step: &str, role: ServerRole) -> impl FnOnce(LoadError) -> LoadError {
+    move |e| match e {
+        LoadError::Core(pgmig_core::Error::Query { what, source }) => LoadError::Step {
+            what: format!("{step}: {what}"),
+            role,
+            source,
+        },
+        e => e,
+    }
 }
 
 fn unnamed() -> pgmig_core::QualifiedTable {

@@ -1,6 +1,8 @@
 //! What can stop a load.
 
-use pgmig_core::{Lsn, QualifiedTable, ServerRole};
+use std::time::Duration;
+
+use pgmig_core::{ErrorKind, Lsn, QualifiedTable, ServerRole};
 
 /// Why a load stopped.
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +27,12 @@ pub enum LoadError {
     /// The replica's replay is not where the load needs it: not paused, or
     /// not at P. The chunk in flight was rolled back.
     #[error(
-        "the replica is no longer frozen at P = {p}: {state}; nothing of the chunk in flight was committed. \
-         The data copied so far is exact at P, but the rest can no longer be: pause the replica at a new \
-         point with `pgmig snapshot` only after `pgmig load --restart` (or recreate the replica at P)"
+        "the replica is no longer frozen at P = {p}: {state}; nothing of the chunk in flight was committed \
+         and every chunk committed before is exact at P, but the rest can no longer be copied at P. \
+         Either bring back a replica paused at exactly P (a standby restored with \
+         recovery_target_lsn = '{p}', recovery_target_inclusive = off, recovery_target_action = 'pause'; \
+         pgmig checks it) and run `pgmig load` again, or start over: `pgmig cleanup`, recreate the \
+         target database, then `pgmig setup`, `snapshot`, `schema` and `load`"
     )]
     ReplicaMoved {
         /// The recorded P.
@@ -95,6 +100,59 @@ pub enum LoadError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// A chunk's COPY, or a short statement around it, made no progress
+    /// for [`LoadOptions::stall_timeout`](super::LoadOptions::stall_timeout):
+    /// the network or the server stalled. The chunk was rolled back (its
+    /// transaction never commits without an answer).
+    #[error(
+        "{what}: no answer from the {role} for {} s (the network or the server stalled); pgmig gave up \
+         instead of waiting forever. Nothing of the chunk in flight was committed and every committed \
+         chunk stays: run `pgmig load` again once the {role} answers",
+        after.as_secs()
+    )]
+    Stalled {
+        /// What was being done, naming the table and chunk.
+        what: String,
+        /// The server that went silent.
+        role: ServerRole,
+        /// How long pgmig waited.
+        after: Duration,
+    },
+    /// A statement waited `--lock-timeout` for a lock on a table that
+    /// another session holds, and gave up.
+    #[error(
+        "{what} waited {} s (--lock-timeout) for a lock on {table} and gave up; blocking: {holders}. \
+         End that session (or let it finish), then run `pgmig load` again; nothing of this step was \
+         committed",
+        waited.as_secs()
+    )]
+    LockTimeout {
+        /// What was being done.
+        what: String,
+        /// The table whose lock it waited for.
+        table: QualifiedTable,
+        /// The lock timeout.
+        waited: Duration,
+        /// Who holds locks on the table, as [`pgmig_core::locks::describe_holders`] words it.
+        holders: String,
+        /// The driver's error (SQLSTATE 55P03).
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A server ran out of disk space (SQLSTATE class 53: 53100).
+    #[error(
+        "{what} failed: the {role} is out of disk space; nothing of this step was committed and every \
+         committed chunk stays. Free space (or grow the volume), then run `pgmig load` again"
+    )]
+    OutOfSpace {
+        /// What was being done, naming the table and chunk.
+        what: String,
+        /// The server that is full.
+        role: ServerRole,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// The load was cancelled; every chunk in flight was rolled back.
     #[error(
         "the load was cancelled; chunks in flight were rolled back, run `pgmig load` again to continue"
@@ -120,6 +178,23 @@ impl LoadError {
                 | LoadError::TargetNotEmpty { .. }
                 | LoadError::RestartAfterPostData
         )
+    }
+
+    /// The kind of failure, as [`pgmig_core::Error::kind`] classifies it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LoadError::Stalled { .. } => ErrorKind::Timeout,
+            LoadError::LockTimeout { .. } => ErrorKind::LockOrCancel,
+            LoadError::OutOfSpace { .. } => ErrorKind::Resources,
+            LoadError::Step { source, .. } => match source.code() {
+                Some(code) => pgmig_core::error::kind_of_sqlstate(code),
+                None if source.is_closed() => ErrorKind::Connection,
+                None => ErrorKind::Other,
+            },
+            LoadError::Core(core) => core.kind(),
+            LoadError::Cancelled => ErrorKind::Other,
+            _ => ErrorKind::Usage,
+        }
     }
 
     pub(crate) fn step(

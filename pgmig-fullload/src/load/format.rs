@@ -74,6 +74,13 @@ pub const REPLICA_SESSION: &str = "SET extra_float_digits = 3; SET DateStyle = '
 pub const TARGET_SESSION: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
      SET TimeZone = 'UTC'; SET lc_monetary = 'C'";
 
+/// Server-side TCP keepalives for the load's sessions (ignored on Unix
+/// sockets): a server whose pgmig went away without a word (a partition, a
+/// crashed machine) notices within about two minutes and rolls back the
+/// chunk, which releases the task for the next loader.
+pub const KEEPALIVE_SESSION: &str =
+    "SET tcp_keepalives_idle = 60; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 6";
+
 /// Per table oid: (binary-safe within a major, binary-safe across majors),
 /// over the columns that are copied (live, not generated).
 pub fn binary_safety_sql() -> String {

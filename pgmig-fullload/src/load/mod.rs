@@ -75,6 +75,11 @@ pub struct LoadOptions {
     /// How long an index build, constraint or post-data statement waits for
     /// a lock on the target. Default 60 s.
     pub lock_timeout: Duration,
+    /// How long a chunk's COPY (or a short statement around it) may go
+    /// without an answer from a server before the load gives up with
+    /// [`LoadError::Stalled`] instead of hanging. Long statements (index
+    /// builds, constraints, post-data) are not bounded by it. Default 300 s.
+    pub stall_timeout: Duration,
 }
 
 impl Default for LoadOptions {
@@ -86,9 +91,13 @@ impl Default for LoadOptions {
             restart: false,
             maintenance_work_mem: "512MB".into(),
             lock_timeout: Duration::from_secs(60),
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
+
+/// The default of [`LoadOptions::stall_timeout`]: 5 minutes.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The number of CPUs, at least 2.
 pub fn default_jobs() -> usize {
@@ -408,6 +417,7 @@ async fn run(
         p,
         maintenance_work_mem: opts.maintenance_work_mem.clone(),
         lock_timeout: opts.lock_timeout,
+        stall_timeout: opts.stall_timeout,
         worker_name: worker_name(),
         progress,
         tracker: Mutex::new(tracker),
