@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
+use pgmig_core::locks::{describe_holders, lock_holders};
 use pgmig_core::{Lsn, QualifiedTable, ServerVersion};
 use pgmig_pglogical::{Change, ColumnValue, Message, Tuple};
 use tokio_postgres::types::ToSql;
@@ -54,6 +55,9 @@ struct Op {
     /// For a one-row INSERT: its table and columns (indexes into the
     /// table's), so that a run of them can become one multi-row INSERT.
     insert: Option<(Arc<TargetTable>, Vec<usize>)>,
+    /// The tables it writes: named with the sessions holding locks on
+    /// them when it waited longer than `lock_timeout`.
+    tables: Vec<QualifiedTable>,
 }
 
 /// Most rows in one multi-row INSERT.
@@ -115,6 +119,7 @@ fn flush_run(run: &mut Vec<Op>, out: &mut Vec<Op>) {
             params,
             check: None,
             insert: None,
+            tables: vec![table.table.clone()],
         });
         left -= size;
     }
@@ -125,6 +130,20 @@ struct RowCheck {
     op: &'static str,
     key: String,
     lsn: Lsn,
+}
+
+/// Why a run of statements failed.
+enum OpFailure {
+    /// The statement at this index gave up waiting for a lock.
+    LockTimeout(usize, tokio_postgres::Error),
+    /// Anything else.
+    Other(CdcError),
+}
+
+/// Whether the server cancelled a statement because it waited longer than
+/// `lock_timeout`.
+fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
 }
 
 /// What one applied batch did.
@@ -151,12 +170,19 @@ pub(crate) struct Applier {
     pending: Vec<Op>,
     /// Whether a target transaction is open.
     in_transaction: bool,
+    /// The session's `lock_timeout`, for messages.
+    lock_timeout: std::time::Duration,
 }
 
 impl Applier {
     /// An applier on `target`, a connection whose session already runs with
-    /// `session_replication_role = replica`.
-    pub(crate) fn new(slot: &str, target: Client, version: ServerVersion) -> Applier {
+    /// `session_replication_role = replica` and `lock_timeout`.
+    pub(crate) fn new(
+        slot: &str,
+        target: Client,
+        version: ServerVersion,
+        lock_timeout: std::time::Duration,
+    ) -> Applier {
         Applier {
             slot: slot.to_owned(),
             target,
@@ -165,6 +191,7 @@ impl Applier {
             statements: HashMap::new(),
             pending: Vec::new(),
             in_transaction: false,
+            lock_timeout,
         }
     }
 
@@ -220,15 +247,52 @@ impl Applier {
         let ops = merge_inserts(std::mem::take(&mut self.pending));
         for op in &ops {
             if !self.statements.contains_key(&op.sql) {
-                let stmt = self
-                    .target
-                    .prepare(&op.sql)
-                    .await
-                    .map_err(self.query_error(format!("prepare {}", op.sql)))?;
+                // Preparing takes the table's lock too: it may wait for it.
+                let stmt = match self.target.prepare(&op.sql).await {
+                    Ok(stmt) => stmt,
+                    Err(e) if is_lock_timeout(&e) => {
+                        return Err(self.lock_timeout(&op.tables, e).await);
+                    }
+                    Err(e) => return Err(self.query_error(format!("prepare {}", op.sql))(e)),
+                };
                 self.statements.insert(op.sql.clone(), stmt);
             }
         }
-        self.run_ops(&ops).await
+        match self.run_ops(&ops).await {
+            Err(OpFailure::LockTimeout(i, e)) => Err(self.lock_timeout(&ops[i].tables, e).await),
+            Err(OpFailure::Other(e)) => Err(e),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// The error for a statement that gave up waiting for a lock on
+    /// `tables`: the transaction is rolled back, then the sessions holding
+    /// locks on them are named.
+    async fn lock_timeout(
+        &mut self,
+        tables: &[QualifiedTable],
+        source: tokio_postgres::Error,
+    ) -> CdcError {
+        self.rollback().await;
+        let mut holders = Vec::new();
+        for table in tables {
+            let named = match lock_holders(&self.target, table).await {
+                Ok(found) => describe_holders(&found),
+                Err(e) => format!("the sessions could not be listed ({e})"),
+            };
+            holders.push(format!("{table}: {named}"));
+        }
+        CdcError::LockTimeout {
+            slot: self.slot.clone(),
+            tables: tables
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            waited_s: self.lock_timeout.as_secs_f64(),
+            holders: holders.join("; "),
+            source,
+        }
     }
 
     /// Moves the progress row from `from` to `to` and commits the target
@@ -290,8 +354,9 @@ impl Applier {
         }
     }
 
-    async fn run_ops(&self, ops: &[Op]) -> Result<(), CdcError> {
-        for window in ops.chunks(WINDOW) {
+    async fn run_ops(&self, ops: &[Op]) -> Result<(), OpFailure> {
+        for (w, window) in ops.chunks(WINDOW).enumerate() {
+            let offset = w * WINDOW;
             let results = join_all(window.iter().map(|op| {
                 let stmt = &self.statements[&op.sql];
                 async move {
@@ -301,19 +366,32 @@ impl Applier {
                 }
             }))
             .await;
-            for (op, result) in window.iter().zip(results) {
-                let rows = result.map_err(self.query_error(format!("apply {}", op.sql)))?;
+            for (i, (op, result)) in window.iter().zip(results).enumerate() {
+                let rows = match result {
+                    Ok(rows) => rows,
+                    Err(e) if is_lock_timeout(&e) => {
+                        return Err(OpFailure::LockTimeout(offset + i, e));
+                    }
+                    Err(e) => {
+                        return Err(OpFailure::Other(self
+                            .query_error(format!("apply {}", op.sql))(
+                            e
+                        )));
+                    }
+                };
                 if let Some(check) = &op.check
                     && rows != 1
                 {
-                    return Err(CdcError::RowMismatch(Box::new(RowMismatch {
-                        slot: self.slot.clone(),
-                        table: check.table.clone(),
-                        op: check.op,
-                        key: check.key.clone(),
-                        rows,
-                        lsn: check.lsn,
-                    })));
+                    return Err(OpFailure::Other(CdcError::RowMismatch(Box::new(
+                        RowMismatch {
+                            slot: self.slot.clone(),
+                            table: check.table.clone(),
+                            op: check.op,
+                            key: check.key.clone(),
+                            rows,
+                            lsn: check.lsn,
+                        },
+                    ))));
                 }
             }
         }
@@ -328,11 +406,13 @@ impl Applier {
         for change in changes {
             let at = change.lsn;
             if !matches!(change.message, Message::Truncate(_)) && !truncating.is_empty() {
+                let tables = std::mem::take(&mut truncating);
                 ops.push(Op {
-                    sql: truncate_sql(&std::mem::take(&mut truncating)),
+                    sql: truncate_sql(&tables),
                     params: Vec::new(),
                     check: None,
                     insert: None,
+                    tables,
                 });
             }
             match &change.message {
@@ -387,6 +467,7 @@ impl Applier {
                 params: Vec::new(),
                 check: None,
                 insert: None,
+                tables: truncating,
             });
         }
         Ok(counted)
@@ -445,6 +526,7 @@ impl Applier {
             params,
             check: None,
             insert: Some((table.clone(), idx)),
+            tables: vec![table.table.clone()],
         })
     }
 
@@ -508,6 +590,7 @@ impl Applier {
             sql: update_sql(&table.table, &set, &key_columns),
             params,
             insert: None,
+            tables: vec![table.table.clone()],
             check: Some(RowCheck {
                 table: table.table.clone(),
                 op: "update",
@@ -523,6 +606,7 @@ impl Applier {
             sql: delete_sql(&table.table, &key_columns),
             params,
             insert: None,
+            tables: vec![table.table.clone()],
             check: Some(RowCheck {
                 table: table.table.clone(),
                 op: "delete",
@@ -545,6 +629,7 @@ mod tests {
             params: vec![Some(v.to_owned())],
             check: None,
             insert: Some((table.clone(), vec![0])),
+            tables: vec![table.table.clone()],
         }
     }
 
@@ -554,6 +639,7 @@ mod tests {
             params: Vec::new(),
             check: None,
             insert: None,
+            tables: Vec::new(),
         }
     }
 

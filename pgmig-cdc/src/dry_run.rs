@@ -9,7 +9,7 @@ use pgmig_pglogical::decoder::decoding_options;
 use crate::advance::advance_sql;
 use crate::error::CdcError;
 use crate::progress::{INIT_PROGRESS_SQL, PROGRESS_TABLE_SQL, RECORD_PROGRESS_SQL};
-use crate::worker::LOCK_SQL;
+use crate::worker::{GATE_SQL, LOCK_SQL, session_sql};
 use crate::{CdcOptions, preflight};
 
 /// The peek as a DBA would type it: `$1` slot, `$2` rows, `$3` the options
@@ -41,14 +41,20 @@ pub async fn statements(
         "create the CDC progress table",
         PROGRESS_TABLE_SQL,
     )];
+    out.push(Statement::new(
+        ServerRole::Target,
+        "one run at a time takes its slots' locks (released once they are taken)",
+        GATE_SQL,
+    ));
     for (slot, sets) in &slots {
         let sets = [sets[0].as_str(), sets[1].as_str()];
         out.push(Statement::new(
             ServerRole::Target,
             format!(
-                "session of slot {slot}: apply as a replica (no triggers, no foreign key checks)"
+                "session of slot {slot}: apply as a replica (no triggers, no foreign key checks), \
+                 waiting at most the lock timeout for a lock"
             ),
-            "SET session_replication_role = replica",
+            session_sql(opts.lock_timeout),
         ));
         out.push(
             Statement::new(

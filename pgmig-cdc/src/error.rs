@@ -55,6 +55,17 @@ pub enum CdcError {
         slot: String,
     },
 
+    /// Another `pgmig cdc` (or cutover) is starting on this target and
+    /// holds the start lock for too long.
+    #[error(
+        "another `pgmig cdc` (or cutover) is starting on this target and did not finish taking its \
+         slots within {waited_s:.0} s; stop it, or run again once it is up"
+    )]
+    RunBusy {
+        /// How long this run waited.
+        waited_s: f64,
+    },
+
     /// The progress row moved under this applier: another applier committed.
     #[error(
         "the applied position of slot {slot} moved from {expected} while applying; another applier runs"
@@ -131,6 +142,45 @@ pub enum CdcError {
         source: tokio_postgres::Error,
     },
 
+    /// A statement on the target waited longer than the lock timeout for a
+    /// lock another session holds; its transaction was rolled back.
+    #[error(
+        "slot {slot}: gave up after waiting {waited_s:.0} s (--lock-timeout) for a lock on {tables} on \
+         the target; held by {holders}. Nothing of the batch was applied: end that session (or wait for \
+         it) and run `pgmig cdc` again"
+    )]
+    LockTimeout {
+        /// The slot.
+        slot: String,
+        /// The tables the statement writes.
+        tables: String,
+        /// The `lock_timeout` in seconds.
+        waited_s: f64,
+        /// The sessions holding locks on them, one description per table.
+        holders: String,
+        /// The driver's error (`lock_not_available`).
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// A server gave no answer for longer than the stall timeout: the
+    /// connection is treated as lost (and retried).
+    #[error(
+        "{}no answer from the {server} for {idle_s:.0} s while {doing} (--stall-timeout); \
+         treating the connection as lost",
+        if .slot.is_empty() { String::new() } else { format!("slot {}: ", .slot) }
+    )]
+    Stalled {
+        /// The slot (empty before the workers start).
+        slot: String,
+        /// `source` or `target`.
+        server: &'static str,
+        /// What the applier was waiting for.
+        doing: &'static str,
+        /// How long it waited.
+        idle_s: f64,
+    },
+
     /// The applier was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -182,6 +232,8 @@ impl CdcError {
             CdcError::Pglogical(e) => e.kind(),
             CdcError::Query { source, .. } => driver_kind(source),
             CdcError::NotReady(_) | CdcError::SlotMissing { .. } => ErrorKind::Usage,
+            CdcError::LockTimeout { .. } => ErrorKind::LockOrCancel,
+            CdcError::Stalled { .. } => ErrorKind::Connection,
             _ => ErrorKind::Other,
         }
     }
@@ -214,7 +266,10 @@ impl CdcError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            CdcError::SlotAhead { .. } | CdcError::SlotBusy { .. } | CdcError::NotReady(_)
+            CdcError::SlotAhead { .. }
+                | CdcError::SlotBusy { .. }
+                | CdcError::RunBusy { .. }
+                | CdcError::NotReady(_)
         )
     }
 }

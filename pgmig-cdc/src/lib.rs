@@ -80,6 +80,20 @@ pub struct CdcOptions {
     /// applier, or by a killed one whose session has not ended yet).
     /// Default: 10 s.
     pub lock_wait: Duration,
+    /// How long one statement on the target waits for a lock held by
+    /// another session (the target's `lock_timeout`) before the batch is
+    /// rolled back and the run fails naming the sessions that hold it;
+    /// zero waits without limit. Default: 60 s.
+    pub lock_timeout: Duration,
+    /// How long a worker waits for any answer from the source or the
+    /// target (a connect, the next row of a slot read, a window of applied
+    /// statements, a commit, a slot advance) before it treats the
+    /// connection as lost: it drops it, ends its own abandoned server
+    /// sessions once it reaches the server again, and reconnects (within
+    /// `reconnect_timeout`). A statement that may wait for a lock gets
+    /// `lock_timeout` more. Catches stalls that TCP does not (a hung
+    /// server or middlebox; keepalives only see a dead peer). Default: 300 s.
+    pub stall_timeout: Duration,
     /// Only these slots of the plan; `None`: all. Default: `None`.
     pub slots: Option<Vec<String>>,
     /// Refuse to start before the full load has finished. Default: true.
@@ -94,6 +108,8 @@ impl Default for CdcOptions {
             poll_interval: Duration::from_millis(500),
             reconnect_timeout: Duration::from_secs(600),
             lock_wait: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(300),
             slots: None,
             require_load: true,
         }
@@ -279,8 +295,30 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<CdcReport, CdcError> {
     let started = Instant::now();
-    let (pause_lsn, slots) = preflight(source, target, opts).await?;
-    progress::ensure_progress_table(&target.connect().await?).await?;
+    // Bounded like every step of the workers: a server that never answers
+    // fails the run instead of hanging it.
+    let limit = opts.stall_timeout + opts.lock_timeout;
+    let stalled = |doing: &'static str, idle: Duration| CdcError::Stalled {
+        slot: String::new(),
+        server: "source or the target",
+        doing,
+        idle_s: idle.as_secs_f64(),
+    };
+    let (pause_lsn, slots) = tokio::time::timeout(limit, preflight(source, target, opts))
+        .await
+        .map_err(|_| stalled("checking that CDC may start", limit))??;
+    // One run at a time takes its slots' locks: two runs started together
+    // cannot split the slots between them (each then refusing the other's),
+    // one gets them all and the other is refused.
+    let gate_client = tokio::time::timeout(limit + opts.lock_wait, async {
+        let client = target.connect().await?;
+        progress::ensure_progress_table(&client).await?;
+        worker::take_gate(&client, opts, &cancel).await?;
+        Ok::<_, CdcError>(client)
+    })
+    .await
+    .map_err(|_| stalled("taking the start lock", limit + opts.lock_wait))??;
+    let (gate, mut gate_open) = tokio::sync::mpsc::channel::<()>(1);
     let stop = cancel.child_token();
     let mut set = JoinSet::new();
     for (slot, sets) in slots {
@@ -294,11 +332,25 @@ pub async fn run(
             events: events.clone(),
             cancel: stop.clone(),
         };
-        set.spawn(worker::run_slot(job).instrument(info_span!("cdc", slot = %slot)));
+        set.spawn(
+            worker::run_slot(job, Some(gate.clone())).instrument(info_span!("cdc", slot = %slot)),
+        );
     }
+    // Every worker drops its sender once it tried its slot's lock (or
+    // ended); then the gate opens for the next run.
+    drop(gate);
+    let mut gate_client = Some(gate_client);
     let mut reports = Vec::new();
     let mut failure = None;
-    while let Some(joined) = set.join_next().await {
+    loop {
+        let joined = tokio::select! {
+            joined = set.join_next() => joined,
+            _ = gate_open.recv(), if gate_client.is_some() => {
+                gate_client = None;
+                continue;
+            }
+        };
+        let Some(joined) = joined else { break };
         match joined {
             Ok(Ok(report)) => reports.push(report),
             Ok(Err(e)) => {

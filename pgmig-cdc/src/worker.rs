@@ -24,8 +24,106 @@ use crate::{CdcEvent, CdcOptions, EventFn, SlotReport};
 /// The advisory lock an applier holds on the target for its slot.
 pub const LOCK_SQL: &str = "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pgmig cdc'), pg_catalog.hashtext($1))";
 
+/// The advisory lock a run holds on the target while its workers take
+/// their slots' locks (a space keeps it apart from every slot name).
+pub const GATE_SQL: &str = "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('pgmig cdc'), pg_catalog.hashtext('pgmig cdc start'))";
+
+/// How an applier's target session is set up: as a replica (no triggers,
+/// no foreign-key checks), and waiting at most `lock_timeout` for a lock.
+pub(crate) fn session_sql(lock_timeout: Duration) -> String {
+    format!(
+        "SET session_replication_role = replica; SET lock_timeout = '{}ms'",
+        lock_timeout.as_millis()
+    )
+}
+
 /// How long a cancelled worker may take to finish the batch in flight.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Notices when a session gets no answer for too long: the session marks
+/// each step it starts and each answer it gets; [`Watchdog::expired`]
+/// resolves once none came for `limit`.
+pub(crate) struct Watchdog {
+    limit: Duration,
+    last: std::sync::Mutex<(Instant, &'static str, &'static str)>,
+}
+
+impl Watchdog {
+    fn new(limit: Duration) -> Watchdog {
+        Watchdog {
+            limit,
+            last: std::sync::Mutex::new((Instant::now(), "source", "connecting")),
+        }
+    }
+
+    /// An answer came, or a new step begins on `server`.
+    fn step(&self, server: &'static str, doing: &'static str) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        *last = (Instant::now(), server, doing);
+    }
+
+    /// An answer came: the step goes on.
+    fn touch(&self) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.0 = Instant::now();
+    }
+
+    /// Resolves with the stalled server, step and wait once no answer came
+    /// for the limit.
+    async fn expired(&self) -> (&'static str, &'static str, Duration) {
+        loop {
+            let (at, server, doing) = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+            let idle = at.elapsed();
+            if idle >= self.limit {
+                return (server, doing, idle);
+            }
+            tokio::time::sleep((self.limit - idle).max(Duration::from_millis(100))).await;
+        }
+    }
+}
+
+/// A server session of an earlier attempt: its backend pid and start time
+/// (`pg_stat_activity.backend_start` as text, so a reused pid is told apart).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sessions {
+    source: Option<(i32, String)>,
+    target: Option<(i32, String)>,
+}
+
+const BACKEND_SQL: &str = "SELECT pg_catalog.pg_backend_pid(), backend_start::text \
+     FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()";
+
+/// Ends a backend of this applier's earlier attempt if it still runs: after
+/// a stall or a partition the server may not have noticed that pgmig gave
+/// it up, and it would keep holding the slot (source) or the slot's lock and
+/// the rows of a batch that will never commit (target).
+const END_SESSION_SQL: &str = "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
+     WHERE pid = $1 AND backend_start::text = $2";
+
+async fn backend(client: &tokio_postgres::Client) -> Option<(i32, String)> {
+    let row = client.query_opt(BACKEND_SQL, &[]).await.ok()??;
+    Some((row.get(0), row.get(1)))
+}
+
+async fn end_abandoned(
+    client: &tokio_postgres::Client,
+    slot: &str,
+    server: &str,
+    session: Option<(i32, String)>,
+) {
+    let Some((pid, started)) = session else {
+        return;
+    };
+    match client.query_opt(END_SESSION_SQL, &[&pid, &started]).await {
+        Ok(Some(_)) => {
+            warn!(slot, server, pid, "ended this applier's abandoned session")
+        }
+        Ok(None) => {}
+        Err(e) => {
+            warn!(slot, server, pid, error = %e, "could not end this applier's abandoned session")
+        }
+    }
+}
 
 /// What a slot worker needs.
 #[derive(Clone)]
@@ -82,7 +180,12 @@ pub(crate) fn check_position(
 /// Runs one slot until caught up (with `until_caught_up`), cancelled, or
 /// failed for good; lost connections are retried for
 /// `opts.reconnect_timeout`.
-pub(crate) async fn run_slot(job: SlotJob) -> Result<SlotReport, CdcError> {
+///
+/// `gate` is dropped once the worker tried its slot's lock (or ends).
+pub(crate) async fn run_slot(
+    job: SlotJob,
+    mut gate: Option<tokio::sync::mpsc::Sender<()>>,
+) -> Result<SlotReport, CdcError> {
     let mut report = SlotReport {
         slot: job.slot.clone(),
         start_lsn: job.pause_lsn,
@@ -95,18 +198,40 @@ pub(crate) async fn run_slot(job: SlotJob) -> Result<SlotReport, CdcError> {
     };
     let mut failing_since: Option<Instant> = None;
     let mut backoff = Duration::from_millis(250);
+    let mut abandoned = Sessions::default();
+    let limit = job.opts.stall_timeout + job.opts.lock_timeout;
     loop {
         let before = (report.transactions, report.applied_end_lsn);
+        let mut sessions = Sessions::default();
+        let watchdog = Watchdog::new(limit);
         let outcome = {
-            let mut running = Box::pin(session(&job, &mut report));
+            let mut running = Box::pin(session(
+                &job,
+                &mut report,
+                &watchdog,
+                &mut gate,
+                &abandoned,
+                &mut sessions,
+            ));
             tokio::select! {
                 r = &mut running => Some(r),
+                (server, doing, idle) = watchdog.expired() => Some(Err(CdcError::Stalled {
+                    slot: job.slot.clone(),
+                    server,
+                    doing,
+                    idle_s: idle.as_secs_f64(),
+                })),
                 _ = job.cancel.cancelled() => {
                     // Let a batch in flight commit; a connection that does not
                     // come back is abandoned (its transaction rolls back).
                     tokio::time::timeout(STOP_GRACE, &mut running).await.ok()
                 }
             }
+        };
+        // The next attempt ends what is left of this one's sessions.
+        abandoned = Sessions {
+            source: sessions.source.or(abandoned.source),
+            target: sessions.target.or(abandoned.target),
         };
         let Some(outcome) = outcome else {
             return Ok(report);
@@ -152,24 +277,45 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError> {
+/// One connected attempt: connect, end the abandoned sessions of earlier
+/// attempts, lock the slot, then read, apply and advance until done.
+/// `sessions` gets this attempt's backends as soon as they are known.
+async fn session(
+    job: &SlotJob,
+    report: &mut SlotReport,
+    watchdog: &Watchdog,
+    gate: &mut Option<tokio::sync::mpsc::Sender<()>>,
+    abandoned: &Sessions,
+    sessions: &mut Sessions,
+) -> Result<(), CdcError> {
     let slot = job.slot.as_str();
     let sets = job.sets();
+    watchdog.step("source", "connecting");
     let source = job.source.connect().await?;
+    sessions.source = backend(&source).await;
     let source_version = ServerVersion::query(&source).await?;
+    end_abandoned(&source, slot, "source", abandoned.source.clone()).await;
+    watchdog.step("target", "connecting");
     let target = job.target.connect().await?;
+    sessions.target = backend(&target).await;
     let target_version = ServerVersion::query(&target).await?;
+    end_abandoned(&target, slot, "target", abandoned.target.clone()).await;
     target
-        .batch_execute("SET session_replication_role = replica")
+        .batch_execute(&session_sql(job.opts.lock_timeout))
         .await
         .map_err(|source| CdcError::Query {
             slot: slot.to_owned(),
-            what: "set session_replication_role = replica on the target".into(),
+            what: "set session_replication_role = replica and lock_timeout on the target".into(),
             source,
         })?;
-    take_lock(job, &target).await?;
+    watchdog.step("target", "locking the slot");
+    let locked = take_lock(job, &target, watchdog).await;
+    gate.take();
+    locked?;
 
+    watchdog.step("target", "reading the applied position");
     let progress = init_progress(&target, slot, job.pause_lsn).await?;
+    watchdog.step("source", "reading the slot's position");
     let info = find_slot(&source, source_version, slot)
         .await
         .map_err(pgmig_pglogical::Error::from)?
@@ -188,11 +334,13 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
     }
     report.applied_end_lsn = applied;
     if job.opts.until_caught_up && report.until_lsn.is_none() {
+        watchdog.step("source", "reading its WAL position");
         report.until_lsn = Some(current_wal_lsn(&source, source_version).await?);
     }
     // Skip the transactions already in the target (before P, or applied
     // before a crash) without decoding them again.
     if info.confirmed_flush_lsn.is_some_and(|c| c < applied) {
+        watchdog.step("source", "advancing the slot");
         advance_slot(&source, source_version, slot, &sets, applied).await?;
     }
     info!(slot, from = %applied, "applying");
@@ -201,14 +349,14 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
         applied_end_lsn: applied,
     });
 
-    let mut applier = Applier::new(slot, target, target_version);
+    let mut applier = Applier::new(slot, target, target_version, job.opts.lock_timeout);
     let options = decoding_options(&sets);
     loop {
         if job.cancel.is_cancelled() {
             return Ok(());
         }
         let started = Instant::now();
-        let read = read_batch(job, &source, &options, &mut applier, applied).await;
+        let read = read_batch(job, &source, &options, &mut applier, applied, watchdog).await;
         let batch = match read {
             Ok(batch) => batch,
             Err(e) => {
@@ -222,6 +370,7 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
                 transactions: batch.transactions,
                 changes: batch.changes,
             };
+            watchdog.step("target", "committing a batch");
             if let Err(e) = applier
                 .commit(applied, batch.last_end, batch.commit_time, done)
                 .await
@@ -234,6 +383,7 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
             report.applied_end_lsn = applied;
             report.transactions += done.transactions;
             report.changes += done.changes;
+            watchdog.step("source", "reading its WAL position");
             let head = current_wal_lsn(&source, source_version).await?;
             job.emit(CdcEvent::Applied {
                 slot: slot.to_owned(),
@@ -245,6 +395,7 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
                 apply_ms,
             });
         }
+        watchdog.step("source", "advancing the slot");
         let before = advance_slot(&source, source_version, slot, &sets, applied).await?;
         if before > applied {
             return Err(CdcError::SlotAhead {
@@ -270,6 +421,7 @@ async fn session(job: &SlotJob, report: &mut SlotReport) -> Result<(), CdcError>
                 });
                 return Ok(());
             }
+            watchdog.step("source", "waiting to read again");
             tokio::select! {
                 _ = job.cancel.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(job.opts.poll_interval) => {}
@@ -320,6 +472,7 @@ async fn read_batch(
     options: &[String],
     applier: &mut Applier,
     applied: Lsn,
+    watchdog: &Watchdog,
 ) -> Result<ReadBatch, CdcError> {
     let slot = job.slot.as_str();
     let pg = |source| {
@@ -337,6 +490,7 @@ async fn read_batch(
     };
     let limit = i32::try_from(job.opts.batch_changes).unwrap_or(i32::MAX);
     let params: [&(dyn ToSql + Sync); 4] = [&slot, &None::<PgLsn>, &Some(limit), &options];
+    watchdog.step("source", "reading the slot's changes");
     let rows = source
         .query_raw(PEEK_CHANGES_SQL, params)
         .await
@@ -351,7 +505,10 @@ async fn read_batch(
         apply_time: Duration::ZERO,
     };
     let mut open: Option<OpenTransaction> = None;
-    while let Some(row) = rows.try_next().await.map_err(pg)? {
+    while let Some(row) = {
+        watchdog.step("source", "reading the slot's changes");
+        rows.try_next().await.map_err(pg)?
+    } {
         out.rows += 1;
         let lsn: PgLsn = row.try_get(0).map_err(pg)?;
         let xid: String = row.try_get(1).map_err(pg)?;
@@ -402,6 +559,7 @@ async fn read_batch(
                 if commit.end_lsn > applied {
                     if !tx.changes.is_empty() {
                         let adding = Instant::now();
+                        watchdog.step("target", "applying a batch");
                         out.changes += applier.add(&std::mem::take(&mut tx.changes)).await?;
                         out.apply_time += adding.elapsed();
                     }
@@ -439,6 +597,7 @@ async fn read_batch(
                 tx.changes.push(Change { lsn, xid, message });
                 if tx.after_applied && tx.changes.len() >= CHUNK_CHANGES && !truncate {
                     let adding = Instant::now();
+                    watchdog.step("target", "applying a batch");
                     out.changes += applier.add(&std::mem::take(&mut tx.changes)).await?;
                     out.apply_time += adding.elapsed();
                 }
@@ -455,10 +614,46 @@ async fn read_batch(
     Ok(out)
 }
 
-async fn take_lock(job: &SlotJob, target: &tokio_postgres::Client) -> Result<(), CdcError> {
+/// Takes the run's gate on `target` (see [`GATE_SQL`]), waiting up to
+/// `opts.lock_wait` for another run to finish taking its slots' locks.
+pub(crate) async fn take_gate(
+    target: &tokio_postgres::Client,
+    opts: &CdcOptions,
+    cancel: &CancellationToken,
+) -> Result<(), CdcError> {
+    let deadline = Instant::now() + opts.lock_wait;
+    loop {
+        let got: bool = target
+            .query_one(GATE_SQL, &[])
+            .await
+            .map_err(pgmig_core::Error::query(
+                "take the lock of a starting `pgmig cdc` on the target",
+            ))?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(CdcError::RunBusy {
+                waited_s: opts.lock_wait.as_secs_f64(),
+            });
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(CdcError::Cancelled),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+async fn take_lock(
+    job: &SlotJob,
+    target: &tokio_postgres::Client,
+    watchdog: &Watchdog,
+) -> Result<(), CdcError> {
     // A killed applier's session may linger a moment on the target.
     let deadline = Instant::now() + job.opts.lock_wait;
     loop {
+        watchdog.touch();
         let got: bool = target
             .query_one(LOCK_SQL, &[&job.slot])
             .await
@@ -486,6 +681,43 @@ async fn take_lock(job: &SlotJob, target: &tokio_postgres::Client) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_watchdog_names_the_step_that_got_no_answer() {
+        let watchdog = Watchdog::new(Duration::from_millis(50));
+        watchdog.step("source", "reading the slot's changes");
+        watchdog.touch();
+        watchdog.step("target", "committing a batch");
+        let (server, doing, idle) =
+            tokio::time::timeout(Duration::from_secs(30), watchdog.expired())
+                .await
+                .expect("the watchdog fires");
+        assert_eq!((server, doing), ("target", "committing a batch"));
+        assert!(idle >= Duration::from_millis(50));
+        let err = CdcError::Stalled {
+            slot: "s1".into(),
+            server,
+            doing,
+            idle_s: 300.2,
+        };
+        assert_eq!(
+            err.to_string(),
+            "slot s1: no answer from the target for 300 s while committing a batch (--stall-timeout); \
+             treating the connection as lost"
+        );
+        assert!(err.is_transient() && !err.is_refusal());
+        let before = CdcError::Stalled {
+            slot: String::new(),
+            server: "source or the target",
+            doing: "checking that CDC may start",
+            idle_s: 360.0,
+        };
+        assert!(
+            before
+                .to_string()
+                .starts_with("no answer from the source or the target for 360 s")
+        );
+    }
 
     #[test]
     fn a_slot_past_the_target_is_refused() {

@@ -108,6 +108,18 @@ fn terminate(child: &Child) {
     assert!(term.success());
 }
 
+/// Transactions applied so far (0 before cdc first ran).
+async fn applied(lab: &Lab3) -> i64 {
+    if lab
+        .target_sql("SELECT (to_regclass('pgmig.cdc_progress') IS NULL)::text")
+        .await
+        == "true"
+    {
+        return 0;
+    }
+    lab.applied().await
+}
+
 /// Waits until `cond` holds, polling.
 async fn wait_until<F, Fut>(what: &str, mut cond: F)
 where
@@ -205,26 +217,44 @@ async fn network_cuts_and_stalls_during_cdc() {
         assert_equal(&lab, &format!("after a stalled {server}")).await;
     }
 
-    // A stall that never ends: cdc gives up after --reconnect-timeout with a
-    // clear error instead of hanging.
-    bump(&lab, 200, 201, 10).await;
+    // A stall that never ends, before cdc starts and while it follows: it
+    // gives up with a clear error instead of hanging — at once when its
+    // start gets no answer, after --reconnect-timeout once it was applying.
+    let bounded = [
+        "cdc",
+        "--poll-ms",
+        "50",
+        "--stall-timeout",
+        "2",
+        "--lock-timeout",
+        "1",
+        "--reconnect-timeout",
+        "5",
+    ];
     tp.stall();
-    let out = finish(
-        spawn(cdc(&[
-            "cdc",
-            "--until-caught-up",
-            "--stall-timeout",
-            "2",
-            "--lock-timeout",
-            "1",
-            "--reconnect-timeout",
-            "5",
-        ])),
-        "cdc under an endless stall",
+    let out = finish(spawn(cdc(&bounded)), "cdc starting under a stall").await;
+    let said = assert_exit(&out, 3, "cdc starting under a stall");
+    assert!(
+        said.contains("no answer from the source or the target"),
+        "{said}"
+    );
+    tp.resume();
+    let child = spawn(cdc(&bounded));
+    let before = applied(&lab).await;
+    bump(&lab, 200, 201, 10).await;
+    let l = &lab;
+    wait_until(
+        "cdc follows",
+        move || async move { applied(l).await > before },
     )
     .await;
-    let said = assert_exit(&out, 3, "cdc under an endless stall");
-    assert!(said.contains("no answer from the target"), "{said}");
+    tp.stall();
+    let out = finish(child, "cdc following under an endless stall").await;
+    let said = assert_exit(&out, 3, "cdc following under an endless stall");
+    assert!(
+        said.contains("no answer from the target") && said.contains("reconnecting"),
+        "{said}"
+    );
     tp.resume();
     let out = cdc(&args).output().await.unwrap();
     assert_ok(&out, "cdc once the network is back");
@@ -241,16 +271,12 @@ async fn restarts_of_target_and_source_during_cdc() {
     // The target restarted with a fast shutdown under a following cdc.
     let child = spawn(lab.command(&["cdc", "--batch", "500", "--poll-ms", "50"]));
     bump(&lab, 1, 21, 200).await;
-    wait_until(
-        "cdc applies",
-        move || async move { l.applied().await >= 20 },
-    )
-    .await;
+    wait_until("cdc applies", move || async move { applied(l).await >= 20 }).await;
     lab.target.stop(StopMode::Fast).await.unwrap();
     bump(&lab, 21, 41, 200).await;
     lab.target.start().await.unwrap();
     wait_until("cdc applies after the restart", move || async move {
-        l.applied().await >= 40
+        applied(l).await >= 40
     })
     .await;
     let mut child = child;
@@ -274,11 +300,11 @@ async fn restarts_of_target_and_source_during_cdc() {
     for mode in [StopMode::Fast, StopMode::Immediate] {
         bump(&lab, next, next + 20, 5000).await;
         next += 20;
-        let before = lab.applied().await;
+        let before = applied(&lab).await;
         let child = spawn(lab.command(&["--json", "cdc", "--until-caught-up", "--batch", "2000"]));
         wait_until(
             "cdc applies",
-            move || async move { l.applied().await > before },
+            move || async move { applied(l).await > before },
         )
         .await;
         lab.source.stop(mode).await.unwrap();
@@ -337,7 +363,7 @@ async fn a_locked_target_table_makes_cdc_wait_then_name_the_holder() {
     ] {
         assert!(said.contains(part), "{part:?} missing:\n{said}");
     }
-    assert_eq!(lab.applied().await, 0, "{said}");
+    assert_eq!(applied(&lab).await, 0, "{said}");
     assert_eq!(
         lab.target_sql("SELECT count(*) FROM public.ledger").await,
         "100"

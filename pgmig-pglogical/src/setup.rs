@@ -211,7 +211,20 @@ pub async fn plan_setup(
     Ok(out)
 }
 
+/// The advisory lock one setup holds on the source database while it runs:
+/// two setups started together take turns, and the second finds what the
+/// first made instead of racing it to create the same objects.
+const SETUP_LOCK_SQL: &str = "SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext('pgmig'), pg_catalog.hashtext('pgmig setup'))";
+const SETUP_UNLOCK_SQL: &str = "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('pgmig'), pg_catalog.hashtext('pgmig setup'))";
+
+/// How long a setup waits for another one running on the same source
+/// database before failing (nothing changed then).
+pub const SETUP_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Runs setup; see the module docs.
+///
+/// One setup at a time per source database: a second one waits (up to
+/// [`SETUP_LOCK_WAIT`]) for the first to finish, then finds its work done.
 pub async fn run_setup(
     source: &impl GenericClient,
     target: &impl GenericClient,
@@ -219,125 +232,166 @@ pub async fn run_setup(
     opts: &SetupOptions,
 ) -> Result<SetupReport, Error> {
     async move {
-        // Wiring and validation first: nothing changes when they fail.
-        let source_sysid = check_wiring(source, target).await?;
-        let statements = plan_setup(source, plan, opts).await?;
-        let database = source_database(source).await?;
-        let migration = state::init_migration(target, source_sysid, &database, plan).await?;
-        if let Some(p) = migration.pause_lsn {
-            let changes: Vec<String> = statements
-                .iter()
-                .filter(|s| s.role == ServerRole::Source)
-                .map(|s| s.what.clone())
-                .collect();
-            if !changes.is_empty() {
-                return Err(Refusal::SetupAfterSnapshot { pause_lsn: p, changes }.into());
-            }
-        }
-        // Adding a table to a set locks it against writes: never queue behind
-        // a long transaction on production for long (a rerun continues).
         source
-            .batch_execute(&format!("SET lock_timeout = '{}ms'", LOCK_TIMEOUT.as_millis()))
+            .batch_execute(&format!(
+                "SET lock_timeout = '{}ms'",
+                SETUP_LOCK_WAIT.as_millis()
+            ))
             .await
             .map_err(pgmig_core::Error::query("set lock_timeout on the source"))?;
+        source.query_one(SETUP_LOCK_SQL, &[]).await.map_err(pgmig_core::Error::query(
+            "wait for another `pgmig setup` running on this source database to finish (advisory lock)",
+        ))?;
+        let result = setup_locked(source, target, plan, opts).await;
+        if let Err(e) = source.query_one(SETUP_UNLOCK_SQL, &[]).await {
+            tracing::warn!(error = %e, "could not release the setup lock on the source (it ends with the session)");
+        }
+        result
+    }
+    .instrument(info_span!("setup", slots = plan.slots.len()))
+    .await
+}
 
-        let extension = ensure_extension(source).await?;
-        let node = create_provider_node(source, &opts.node_name, &opts.node_dsn, opts.recreate_node).await?;
-        let version = ServerVersion::query(source).await?;
-        let mut slots = Vec::with_capacity(plan.slots.len());
-        for group in &plan.slots {
-            let slot = SlotName::new(&group.slot)?;
-            let tables = set_tables(plan, &group.slot);
-            let sets = ensure_sets(source, &slot).await?;
-            let added = add_tables(source, &slot, &tables).await?;
-            // Record the slot as pgmig's *before* creating it, so a crash in
-            // between cannot leave a slot pgmig made but does not own.
-            if !plan_create_logical_slot(source, &slot).await?.statements.is_empty() {
-                slot_state::record_slot(
-                    target,
-                    &SlotRecord {
-                        name: group.slot.clone(),
-                        plugin: PLUGIN.to_owned(),
-                        created_by_pgmig: true,
-                        restart_lsn: Lsn::INVALID,
-                        confirmed_flush_lsn: Lsn::INVALID,
-                        sets_verified_lsn: None,
-                    },
-                )
-                .await?;
+/// [`run_setup`] once it holds the setup lock.
+async fn setup_locked(
+    source: &impl GenericClient,
+    target: &impl GenericClient,
+    plan: &Plan,
+    opts: &SetupOptions,
+) -> Result<SetupReport, Error> {
+    // Wiring and validation first: nothing changes when they fail.
+    let source_sysid = check_wiring(source, target).await?;
+    let statements = plan_setup(source, plan, opts).await?;
+    let database = source_database(source).await?;
+    let migration = state::init_migration(target, source_sysid, &database, plan).await?;
+    if let Some(p) = migration.pause_lsn {
+        let changes: Vec<String> = statements
+            .iter()
+            .filter(|s| s.role == ServerRole::Source)
+            .map(|s| s.what.clone())
+            .collect();
+        if !changes.is_empty() {
+            return Err(Refusal::SetupAfterSnapshot {
+                pause_lsn: p,
+                changes,
             }
-            let created = create_logical_slot(source, &slot).await?;
+            .into());
+        }
+    }
+    // Adding a table to a set locks it against writes: never queue behind
+    // a long transaction on production for long (a rerun continues).
+    source
+        .batch_execute(&format!(
+            "SET lock_timeout = '{}ms'",
+            LOCK_TIMEOUT.as_millis()
+        ))
+        .await
+        .map_err(pgmig_core::Error::query("set lock_timeout on the source"))?;
+
+    let extension = ensure_extension(source).await?;
+    let node =
+        create_provider_node(source, &opts.node_name, &opts.node_dsn, opts.recreate_node).await?;
+    let version = ServerVersion::query(source).await?;
+    let mut slots = Vec::with_capacity(plan.slots.len());
+    for group in &plan.slots {
+        let slot = SlotName::new(&group.slot)?;
+        let tables = set_tables(plan, &group.slot);
+        let sets = ensure_sets(source, &slot).await?;
+        let added = add_tables(source, &slot, &tables).await?;
+        // Record the slot as pgmig's *before* creating it, so a crash in
+        // between cannot leave a slot pgmig made but does not own.
+        if !plan_create_logical_slot(source, &slot)
+            .await?
+            .statements
+            .is_empty()
+        {
             slot_state::record_slot(
                 target,
                 &SlotRecord {
                     name: group.slot.clone(),
                     plugin: PLUGIN.to_owned(),
-                    created_by_pgmig: created.created,
-                    restart_lsn: created.restart_lsn,
-                    confirmed_flush_lsn: created.confirmed_flush_lsn,
+                    created_by_pgmig: true,
+                    restart_lsn: Lsn::INVALID,
+                    confirmed_flush_lsn: Lsn::INVALID,
                     sets_verified_lsn: None,
                 },
             )
             .await?;
-            let placeholder = slot_state::slots(target)
-                .await?
-                .iter()
-                .any(|r| r.name == group.slot && r.restart_lsn.is_invalid());
-            if created.created || placeholder {
-                slot_state::update_slot_lsns(target, &group.slot, created.restart_lsn, created.confirmed_flush_lsn)
-                    .await?;
-            }
-            let problems = verify_membership(source, &slot, &tables).await?;
-            if !problems.is_empty() {
-                return Err(Refusal::MembershipIncomplete {
-                    slot: group.slot.clone(),
-                    problems: problems.iter().map(ToString::to_string).collect(),
-                }
-                .into());
-            }
-            // The memberships just verified are committed: any position read
-            // now is at or after their commit. When this run added nothing,
-            // the earlier (smaller) verified position still holds.
-            let earlier = slot_state::slots(target)
-                .await?
-                .into_iter()
-                .find(|r| r.name == group.slot)
-                .and_then(|r| r.sets_verified_lsn);
-            let verified = match earlier {
-                Some(lsn) if sets.created.is_empty() && added.added.is_empty() => lsn,
-                _ => {
-                    let now = admin::current_wal_lsn(source, version).await?;
-                    slot_state::set_sets_verified(target, &group.slot, now).await?;
-                    now
-                }
-            };
-            let recorded = slot_state::slots(target)
-                .await?
-                .into_iter()
-                .find(|r| r.name == group.slot)
-                .ok_or_else(|| Error::Protocol {
-                    slot: group.slot.clone(),
-                    detail: "the slot record is missing from the target's state".into(),
-                })?;
-            info!(slot = %slot, created = created.created, tables = tables.len(), %verified, "slot set up");
-            slots.push(SlotSetup {
-                slot: group.slot.clone(),
-                created: created.created,
-                sets_created: sets.created,
-                tables_added: added.added.len(),
-                tables: tables.len(),
-                restart_lsn: recorded.restart_lsn,
-                confirmed_flush_lsn: recorded.confirmed_flush_lsn,
-                sets_verified_lsn: verified,
-            });
         }
-        state::log_step(target, "setup", "done", None).await?;
-        Ok(SetupReport {
-            extension_created: extension.created,
-            node_changed: !matches!(node.outcome, crate::node::NodeOutcome::Existing),
-            slots,
-        })
+        let created = create_logical_slot(source, &slot).await?;
+        slot_state::record_slot(
+            target,
+            &SlotRecord {
+                name: group.slot.clone(),
+                plugin: PLUGIN.to_owned(),
+                created_by_pgmig: created.created,
+                restart_lsn: created.restart_lsn,
+                confirmed_flush_lsn: created.confirmed_flush_lsn,
+                sets_verified_lsn: None,
+            },
+        )
+        .await?;
+        let placeholder = slot_state::slots(target)
+            .await?
+            .iter()
+            .any(|r| r.name == group.slot && r.restart_lsn.is_invalid());
+        if created.created || placeholder {
+            slot_state::update_slot_lsns(
+                target,
+                &group.slot,
+                created.restart_lsn,
+                created.confirmed_flush_lsn,
+            )
+            .await?;
+        }
+        let problems = verify_membership(source, &slot, &tables).await?;
+        if !problems.is_empty() {
+            return Err(Refusal::MembershipIncomplete {
+                slot: group.slot.clone(),
+                problems: problems.iter().map(ToString::to_string).collect(),
+            }
+            .into());
+        }
+        // The memberships just verified are committed: any position read
+        // now is at or after their commit. When this run added nothing,
+        // the earlier (smaller) verified position still holds.
+        let earlier = slot_state::slots(target)
+            .await?
+            .into_iter()
+            .find(|r| r.name == group.slot)
+            .and_then(|r| r.sets_verified_lsn);
+        let verified = match earlier {
+            Some(lsn) if sets.created.is_empty() && added.added.is_empty() => lsn,
+            _ => {
+                let now = admin::current_wal_lsn(source, version).await?;
+                slot_state::set_sets_verified(target, &group.slot, now).await?;
+                now
+            }
+        };
+        let recorded = slot_state::slots(target)
+            .await?
+            .into_iter()
+            .find(|r| r.name == group.slot)
+            .ok_or_else(|| Error::Protocol {
+                slot: group.slot.clone(),
+                detail: "the slot record is missing from the target's state".into(),
+            })?;
+        info!(slot = %slot, created = created.created, tables = tables.len(), %verified, "slot set up");
+        slots.push(SlotSetup {
+            slot: group.slot.clone(),
+            created: created.created,
+            sets_created: sets.created,
+            tables_added: added.added.len(),
+            tables: tables.len(),
+            restart_lsn: recorded.restart_lsn,
+            confirmed_flush_lsn: recorded.confirmed_flush_lsn,
+            sets_verified_lsn: verified,
+        });
     }
-    .instrument(info_span!("setup", slots = plan.slots.len()))
-    .await
+    state::log_step(target, "setup", "done", None).await?;
+    Ok(SetupReport {
+        extension_created: extension.created,
+        node_changed: !matches!(node.outcome, crate::node::NodeOutcome::Existing),
+        slots,
+    })
 }

@@ -41,6 +41,16 @@ pub struct CdcArgs {
     /// Seconds to keep reconnecting after losing the source or the target.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub reconnect_timeout: u64,
+    /// Seconds a change waits for a lock held by another session on the
+    /// target before the batch is rolled back and cdc stops, naming the
+    /// sessions that hold it (0: wait without limit).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub lock_timeout: u64,
+    /// Seconds without any answer from the source or the target (plus
+    /// --lock-timeout) after which a connection counts as lost and is
+    /// reopened: catches a hung server or network that TCP does not report.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub stall_timeout: u64,
 }
 
 /// `pgmig cutover` options.
@@ -61,11 +71,16 @@ fn options(args: &CdcArgs) -> anyhow::Result<CdcOptions> {
     if args.batch < 1 {
         return Err(UsageError("--batch must be at least 1".into()).into());
     }
+    if args.stall_timeout < 1 {
+        return Err(UsageError("--stall-timeout must be at least 1 second".into()).into());
+    }
     Ok(CdcOptions {
         until_caught_up: args.until_caught_up,
         batch_changes: args.batch,
         poll_interval: Duration::from_millis(args.poll_ms),
         reconnect_timeout: Duration::from_secs(args.reconnect_timeout),
+        lock_timeout: Duration::from_secs(args.lock_timeout),
+        stall_timeout: Duration::from_secs(args.stall_timeout),
         slots: (!args.slots.is_empty()).then(|| args.slots.clone()),
         ..CdcOptions::default()
     })
