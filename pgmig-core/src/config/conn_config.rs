@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::conninfo;
+use super::redact::{embedded_password, is_password_key, mask_embedded_password};
 use super::secret::{MASK, Secret};
 use super::session::{ChannelBinding, LoadBalanceHosts, TargetSessionAttrs};
 use super::sslmode::SslMode;
@@ -171,6 +172,20 @@ impl ConnConfig {
             url::parse_into(trimmed.trim_end(), &mut cfg)?;
         } else {
             for pair in conninfo::tokenize(s)? {
+                // `port=54password=pw`: a missing space made the password
+                // part of another value, which errors and `Display` show.
+                if !pair.quoted
+                    && !is_password_key(&pair.key)
+                    && embedded_password(&pair.value).is_some()
+                {
+                    return Err(ConfigError::Invalid {
+                        reason: format!(
+                            "the value of {:?} holds \"password=\": is a space missing before it? \
+                             (quote the value if it is meant)",
+                            conninfo::mask_credentials(&pair.key, "")
+                        ),
+                    });
+                }
                 cfg.set(&pair.key, &pair.value).map_err(|e| match e {
                     // The "keyword" may be the rest of an unquoted password.
                     ConfigError::UnknownOption { .. } if pair.after_password => {
@@ -197,7 +212,7 @@ impl ConnConfig {
         }
         let invalid = |expected: &str| ConfigError::InvalidValue {
             key: key.to_owned(),
-            value: value.to_owned(),
+            value: mask_embedded_password(value),
             expected: expected.to_owned(),
         };
         match key {

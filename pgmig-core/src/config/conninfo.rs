@@ -7,7 +7,7 @@
 //! `\'` and `\\` inside quotes).
 
 use super::ConfigError;
-use super::redact::is_password_key;
+use super::redact::{embedded_password, is_password_key};
 pub(crate) use super::redact::mask_credentials;
 
 /// One `key=value` pair as written.
@@ -18,6 +18,8 @@ pub(crate) struct Pair {
     /// The pair came right after a `password=` pair: text here may be the
     /// rest of an unquoted password with spaces, so errors must not quote it.
     pub after_password: bool,
+    /// The value was written in single quotes.
+    pub quoted: bool,
 }
 
 /// libpq's `isspace` in the C locale.
@@ -63,7 +65,8 @@ pub(crate) fn tokenize(s: &str) -> Result<Vec<Pair>, ConfigError> {
         }
         skip_space(&mut it);
         let mut value = String::new();
-        if it.next_if_eq(&'\'').is_some() {
+        let quoted = it.next_if_eq(&'\'').is_some();
+        if quoted {
             loop {
                 match it.next() {
                     None => {
@@ -98,6 +101,7 @@ pub(crate) fn tokenize(s: &str) -> Result<Vec<Pair>, ConfigError> {
             key,
             value,
             after_password,
+            quoted,
         });
     }
     Ok(pairs)
@@ -106,10 +110,12 @@ pub(crate) fn tokenize(s: &str) -> Result<Vec<Pair>, ConfigError> {
 /// A value as written in a `key=value` string: bare when it can be, else
 /// single-quoted with `\'` and `\\` escapes.
 pub(crate) fn quote(value: &str) -> String {
+    // A bare value holding `password=` would be refused as a typo.
     let bare = !value.is_empty()
         && !value
             .chars()
-            .any(|c| c.is_whitespace() || is_space(c) || c == '\'' || c == '\\');
+            .any(|c| c.is_whitespace() || is_space(c) || c == '\'' || c == '\\')
+        && embedded_password(value).is_none();
     if bare {
         return value.to_owned();
     }
@@ -249,6 +255,7 @@ mod tests {
         assert_eq!(quote("plain"), "plain");
         assert_eq!(quote("a b"), "'a b'");
         assert_eq!(quote("it's"), r"'it\'s'");
+        assert_eq!(quote("dbpassword=x"), "'dbpassword=x'");
     }
 
     #[test]

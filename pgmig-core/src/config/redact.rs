@@ -44,6 +44,31 @@ pub(crate) fn is_password_key(key: &str) -> bool {
     ends(key) || decode(key).is_ok_and(|k| ends(&k))
 }
 
+/// Where a password starts inside another bare value that swallowed a
+/// `password=` pair for want of a separator (`port=54password=pw`, or
+/// `?sslmode=requirepassword=pw` in a URL): just past that `=`.
+pub(crate) fn embedded_password(value: &str) -> Option<usize> {
+    // ASCII lower-casing keeps byte offsets.
+    let lower = value.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find("password") {
+        let after = from + i + "password".len();
+        if lower[after..].starts_with('=') {
+            return Some(after + 1);
+        }
+        from = after;
+    }
+    None
+}
+
+/// `value` with any password it swallowed ([`embedded_password`]) masked.
+pub(crate) fn mask_embedded_password(value: &str) -> String {
+    match embedded_password(value) {
+        Some(at) => format!("{}{MASK}", &value[..at]),
+        None => value.to_owned(),
+    }
+}
+
 /// A token that may hold a password in `user:password@host` or URL query
 /// form, masked for quoting in an error message; `following` is the text
 /// after it, where an unencoded space may have split a URL's password.
@@ -79,6 +104,9 @@ fn redact_text(s: &str, depth: u8) -> String {
     let mut i = 0;
     // Inside text that follows a password value and is not a known pair.
     let mut after_password = false;
+    // The last word or value ended with `password` (`port=54password = pw`
+    // with a space missing before `password`).
+    let mut prev_password = false;
     while i < b.len() {
         if space(i) {
             // An unquoted password holds no line break.
@@ -89,12 +117,15 @@ fn redact_text(s: &str, depth: u8) -> String {
             i += 1;
             continue;
         }
+        let prev_ends_password = std::mem::take(&mut prev_password);
         let key_start = i;
         while i < b.len() && b[i] != b'=' && !space(i) {
             i = step(s, i);
         }
         let key = &s[key_start..i];
-        if is_url_like(key) {
+        // `&password = pw`: a pair, not a URL.
+        let password_pair = is_password_key(key) && !key.contains(['@', '?', '/']);
+        if is_url_like(key) && !password_pair {
             // A URL or `user:password@host`, whatever its `=`s.
             let end = token_end(i);
             if after_password {
@@ -105,6 +136,7 @@ fn redact_text(s: &str, depth: u8) -> String {
                 out.push_str(&masked);
                 i = next;
                 after_password = password;
+                prev_password = is_password_key(&s[key_start..end]);
             }
             continue;
         }
@@ -115,6 +147,7 @@ fn redact_text(s: &str, depth: u8) -> String {
         if b.get(j) != Some(&b'=') {
             // A word without "=": maybe part of a password.
             out.push_str(if after_password { MASK } else { key });
+            prev_password = is_password_key(key);
             continue;
         }
         j += 1;
@@ -147,7 +180,7 @@ fn redact_text(s: &str, depth: u8) -> String {
         let j = j.min(b.len());
         let value = &s[value_start..j];
         i = j;
-        if is_password_key(key) {
+        if is_password_key(key) || (key.is_empty() && prev_ends_password) {
             out.push_str(&s[key_start..value_start]);
             out.push_str(MASK);
             after_password = true;
@@ -168,8 +201,15 @@ fn redact_text(s: &str, depth: u8) -> String {
                 out.push_str(&masked);
                 i = next;
                 after_password = password;
+                prev_password = is_password_key(value);
+            } else if let Some(at) = embedded_password(value) {
+                // `port=54password=pw`: a space was missing.
+                out.push_str(&value[..at]);
+                out.push_str(MASK);
+                after_password = true;
             } else {
                 out.push_str(value);
+                prev_password = is_password_key(value);
             }
         }
     }
@@ -241,6 +281,14 @@ fn mask_query(s: &str) -> (String, bool) {
             Some((key, _)) if is_password_key(key) => {
                 out.push_str(key);
                 out.push('=');
+                out.push_str(MASK);
+                after_password = true;
+            }
+            // `sslmode=requirepassword=pw`: a missing '&'.
+            Some((key, value)) if let Some(at) = embedded_password(value) => {
+                out.push_str(key);
+                out.push('=');
+                out.push_str(&value[..at]);
                 out.push_str(MASK);
                 after_password = true;
             }
@@ -357,6 +405,28 @@ mod tests {
                 "postgres://h/db?sslpassword=********&********",
             ),
             ("u:p/w@h", "u:********@h"),
+            (
+                "postgres://h/db?sslmode=requirepassword=pw&port=1",
+                "postgres://h/db?sslmode=requirepassword=********&port=1",
+            ),
+            ("&ost=password='pw'", "&ost=password=********"),
+            ("&Apassword = 'pw'", "&Apassword = ********"),
+            (
+                "port=5432,543&password = 'p w' sslmode=require",
+                "port=5432,543&password = ******** sslmode=require",
+            ),
+            (
+                "port=5432,54apassword = 'p w' sslmode=require",
+                "port=5432,54apassword = ******** sslmode=require",
+            ),
+            (
+                "host=h port=54password=pw user=u",
+                "host=h port=54password=******** user=u",
+            ),
+            (
+                "user=uPassword='pw x' dbname=d",
+                "user=uPassword=******** ******** dbname=d",
+            ),
             ("me@example.com", "me@example.com"),
         ];
         for (raw, want) in cases {

@@ -1022,3 +1022,401 @@ fn tricky_url_passwords_never_shown() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Fuzzing (issue 9, item 8): hostile and near-valid connection strings and
+// passfiles. Every call returns a value or a typed error, and a password in
+// the input never shows in the error, the parsed config or the redaction.
+
+/// A secret that cannot occur by chance in the rest of a string.
+fn secret() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9!#$%()*+,.:;<>?@^_{|}~/=-]{6,16}".prop_map(|s| format!("Qz7{s}"))
+}
+
+/// Where a password goes in a connection string: `{pw}` is replaced by the
+/// secret as written there (quoted, percent-encoded or bare).
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// `password='...'` with `\'` and `\\` escapes.
+    Quoted,
+    /// A URL's user part or query, percent-encoded.
+    Encoded,
+}
+
+const SECRET_TEMPLATES: &[(&str, Slot)] = &[
+    (
+        "host=h port=5432 password={pw} user=u dbname=d",
+        Slot::Quoted,
+    ),
+    ("password={pw}", Slot::Quoted),
+    (
+        "host=db1,db2 port=5432,5433 password = {pw} sslmode=verify-full sslrootcert=/x/ca.crt",
+        Slot::Quoted,
+    ),
+    (
+        "user=u password={pw} application_name=app options='-c a=b'",
+        Slot::Quoted,
+    ),
+    ("postgres://u:{pw}@h/db", Slot::Encoded),
+    (
+        "postgresql://u:{pw}@h1:5432,h2:5433/db?sslmode=require&connect_timeout=5",
+        Slot::Encoded,
+    ),
+    (
+        "postgres://u:{pw}@[::1]:5432/db?sslmode=verify-full&sslrootcert=%2Fx%2Fca.crt",
+        Slot::Encoded,
+    ),
+    (
+        "postgres://h/db?sslmode=require&password={pw}&application_name=x",
+        Slot::Encoded,
+    ),
+    ("postgres://u@h:5432?password={pw}", Slot::Encoded),
+];
+
+/// The template with the secret in, and the byte range (from the start of
+/// the password's keyword or user part to the end of the secret) that
+/// mutations leave alone, so that the secret stays recognisably a password.
+fn with_secret(template: &str, slot: Slot, pw: &str) -> (String, std::ops::Range<usize>) {
+    let written = match slot {
+        Slot::Quoted => format!("'{}'", pw.replace('\\', "\\\\").replace('\'', "\\'")),
+        Slot::Encoded => {
+            percent_encoding::utf8_percent_encode(pw, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+        }
+    };
+    let at = template.find("{pw}").unwrap_or(0);
+    let start = template[..at]
+        .rfind("password")
+        .or_else(|| template[..at].find("://").map(|p| p + 3))
+        .unwrap_or(0);
+    let s = template.replace("{pw}", &written);
+    // Up to the end of the secret, and the `@` closing a URL's user part.
+    let mut end = at + written.len();
+    if s[end..].starts_with('@') {
+        end += 1;
+    }
+    (s, start..end)
+}
+
+/// One edit a user's typo (or an attacker) could make.
+#[derive(Debug, Clone)]
+enum Edit {
+    Insert(proptest::sample::Index, String),
+    Delete(proptest::sample::Index, usize),
+    Replace(proptest::sample::Index, usize, String),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    // No quote or backslash: those re-tokenize the whole string, so that the
+    // password may legitimately become part of another value.
+    let text = "[^'\\\\]{1,6}|[ =,:/@?&%\\[\\]]{1,3}|(host|port|user|sslmode|password|dbname|foo)=[a-z0-9%]{0,5}";
+    prop_oneof![
+        (any::<proptest::sample::Index>(), text).prop_map(|(i, t)| Edit::Insert(i, t)),
+        (any::<proptest::sample::Index>(), 1_usize..6).prop_map(|(i, n)| Edit::Delete(i, n)),
+        (any::<proptest::sample::Index>(), 1_usize..4, text)
+            .prop_map(|(i, n, t)| Edit::Replace(i, n, t)),
+    ]
+}
+
+/// The largest char boundary of `s` at or before `at`.
+fn floor_boundary(s: &str, at: usize) -> usize {
+    let mut at = at.min(s.len());
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// Applies `edits` outside `keep` (which moves along with the edits).
+fn mutate(s: &str, keep: std::ops::Range<usize>, edits: &[Edit]) -> String {
+    let mut s = s.to_owned();
+    let mut keep = keep;
+    for e in edits {
+        // Candidate positions: before the kept range, or after it.
+        let pick = |i: &proptest::sample::Index, s: &str, keep: &std::ops::Range<usize>| {
+            let outside = keep.start + (s.len() - keep.end) + 1;
+            let n = i.index(outside);
+            if n <= keep.start {
+                floor_boundary(s, n)
+            } else {
+                let at = keep.end + (n - keep.start - 1);
+                let at = floor_boundary(s, at);
+                at.max(keep.end)
+            }
+        };
+        match e {
+            Edit::Insert(i, t) => {
+                let at = pick(i, &s, &keep);
+                s.insert_str(at, t);
+                if at <= keep.start {
+                    keep = keep.start + t.len()..keep.end + t.len();
+                }
+            }
+            Edit::Delete(i, n) | Edit::Replace(i, n, _) => {
+                let at = pick(i, &s, &keep);
+                let limit = if at <= keep.start {
+                    keep.start
+                } else {
+                    s.len()
+                };
+                let end = floor_boundary(&s, (at + n).min(limit)).max(at);
+                let with = match e {
+                    Edit::Replace(_, _, t) => t.as_str(),
+                    _ => "",
+                };
+                s.replace_range(at..end, with);
+                if at <= keep.start {
+                    let shift = with.len() as isize - (end - at) as isize;
+                    keep = (keep.start as isize + shift) as usize
+                        ..(keep.end as isize + shift) as usize;
+                }
+            }
+        }
+    }
+    s
+}
+
+/// Everything pgmig could show about `s`: the parse error's chain or the
+/// parsed config in every form, resolved too, and `redact_dsn(s)`.
+fn everything_shown(s: &str) -> String {
+    let env = env_of(&[("USER", "u"), ("HOME", "/nonexistent-home")]);
+    let mut shown = redact_dsn(s);
+    match ConnConfig::parse(s) {
+        Ok(cfg) => {
+            shown.push_str(&format!(" {cfg} {cfg:?} {cfg:#?} {}", cfg.redacted()));
+            match cfg.resolve_with(&env) {
+                Ok(r) => shown.push_str(&format!(" {r} {r:?}")),
+                Err(e) => shown.push_str(&error_chain_text(&e)),
+            }
+            if let Err(e) = cfg.tls_client_config() {
+                shown.push_str(&error_chain_text(&e));
+            }
+        }
+        Err(e) => shown.push_str(&error_chain_text(&e)),
+    }
+    shown
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Near-valid strings holding a password: whatever the typos around it,
+    /// the password is never shown, and parsing never panics.
+    #[test]
+    fn fuzz_password_never_shown_in_mutated_strings(
+        pick in any::<proptest::sample::Index>(),
+        pw in secret(),
+        edits in proptest::collection::vec(edit(), 0..4),
+    ) {
+        let (template, slot) = *pick.get(SECRET_TEMPLATES);
+        let (valid, keep) = with_secret(template, slot, &pw);
+        // Unmutated, it parses and holds the password.
+        let cfg = ConnConfig::parse(&valid)
+            .map_err(|e| TestCaseError::fail(format!("{valid:?}: {e}")))?;
+        prop_assert_eq!(password(&cfg), Some(pw.as_str()));
+        let mutated = mutate(&valid, keep, &edits);
+        let shown = everything_shown(&mutated);
+        prop_assert!(!shown.contains(&pw), "{:?} shows the password: {}", mutated, shown);
+    }
+
+    /// A bare password with spaces or other syntax in it (a classic
+    /// mistake) is refused or read, never shown.
+    #[test]
+    fn fuzz_unquoted_password_never_shown(
+        head in "Qz7[A-Za-z0-9]{4,8}",
+        tail in "[ \t=,:/@?&%A-Za-z0-9]{0,12}",
+        after in proptest::sample::select(vec!["", " user=u", " host=h port=x", " sslmode=bogus", " x y z"]),
+    ) {
+        let pw = format!("{head}{tail}");
+        let s = format!("host=h password={pw}{after}");
+        let shown = everything_shown(&s);
+        prop_assert!(!shown.contains(&head), "{:?} shows the password: {}", s, shown);
+    }
+
+    /// Mutations of valid strings of both forms: no panic, and a rejection
+    /// is a typed error with a message.
+    #[test]
+    fn fuzz_mutated_valid_strings_never_panic(
+        cfg in configs(),
+        url in any::<bool>(),
+        edits in proptest::collection::vec(edit(), 1..5),
+        quote in proptest::option::of((any::<proptest::sample::Index>(), "['\\\\]")),
+    ) {
+        let valid = if url { to_url(&cfg) } else { cfg.to_string() };
+        let mut mutated = mutate(&valid, 0..0, &edits);
+        if let Some((at, q)) = quote {
+            let at = floor_boundary(&mutated, at.index(mutated.len() + 1));
+            mutated.insert_str(at, &q);
+        }
+        match ConnConfig::parse(&mutated) {
+            Ok(cfg) => {
+                // What parsed prints back as something that parses the same.
+                let back = ConnConfig::parse(&cfg.to_string())
+                    .map_err(|e| TestCaseError::fail(format!("{cfg}: {e}")))?;
+                let mut want = cfg.clone();
+                want.password = None;
+                prop_assert_eq!(back, want);
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+        let _ = redact_dsn(&mutated);
+    }
+
+    /// Arbitrary bytes, read as UTF-8 lossily (a connection string always
+    /// arrives as text): no panic in any parser.
+    #[test]
+    fn fuzz_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let s = String::from_utf8_lossy(&bytes);
+        let _ = ConnConfig::parse(&s);
+        let _ = ConnConfig::parse(&format!("postgres://{s}"));
+        let _ = ConnConfig::parse(&format!("host=h password={s}"));
+        let _ = redact_dsn(&s);
+        let _ = super::url::decode(&s);
+        let _ = super::passfile::find_password(&s, "h", 5432, "d", "u");
+        let _ = s.parse::<SslMode>();
+    }
+
+    /// Long inputs are handled in time: no quadratic blow-up on a few
+    /// kilobytes of repeated syntax (the case count is small; each case is
+    /// a long string).
+    #[test]
+    fn fuzz_long_repetitive_inputs(
+        unit in proptest::sample::select(vec![
+            "a=b ", "'", "\\", "password=", "@", "://", "%", "?", "&", ",", "=", "[", "x:y@", "password=a&",
+        ]),
+        n in 500_usize..3000,
+        prefix in proptest::sample::select(vec!["", "postgres://", "host=h password=", "postgres://u:p@h/db?"]),
+    ) {
+        let s = format!("{prefix}{}", unit.repeat(n));
+        let _ = ConnConfig::parse(&s);
+        let _ = redact_dsn(&s);
+    }
+
+    /// The passfile: arbitrary contents never panic; a line written with
+    /// libpq's escaping gives back exactly its password.
+    #[test]
+    fn fuzz_passfile_lines(
+        host in "[^\n\r#/*][^\n\r]{0,11}",
+        port in proptest::sample::select(vec!["5432", "*"]),
+        db in "[^\n\r]{0,12}",
+        user in "[^\n\r]{0,12}",
+        pw in "[^\n\r]{1,16}",
+        junk in "[^\n]{0,80}",
+    ) {
+        let escape = |f: &str| f.replace('\\', "\\\\").replace(':', "\\:");
+        let line = format!(
+            "{}:{port}:{}:{}:{}",
+            escape(&host), escape(&db), escape(&user), escape(&pw)
+        );
+        // The first matching line wins: the junk goes after it.
+        let found = super::passfile::find_password(&format!("{line}\n{junk}"), &host, 5432, &db, &user);
+        prop_assert_eq!(found.as_ref().map(Secret::expose), Some(pw.as_str()), "{:?}", line);
+        let _ = super::passfile::find_password(&format!("{junk}\n{line}"), &host, 5432, &db, &user);
+        let _ = super::passfile::find_password(&junk, &host, 5432, &db, &user);
+    }
+}
+
+/// A config as a `postgres://` URL, every part percent-encoded.
+fn to_url(cfg: &ConnConfig) -> String {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut url = String::from("postgres://");
+    if let Some(u) = cfg.user() {
+        url.push_str(&enc(u));
+        if let Some(p) = cfg.password() {
+            url.push(':');
+            url.push_str(&enc(p.expose()));
+        }
+        url.push('@');
+    }
+    let hosts: Vec<String> = cfg
+        .hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = if h.contains(':') {
+                format!("[{h}]")
+            } else {
+                enc(h)
+            };
+            match cfg.ports() {
+                [] => host,
+                _ => format!("{host}:{}", cfg.port_for(i)),
+            }
+        })
+        .collect();
+    url.push_str(&hosts.join(","));
+    url.push('/');
+    if let Some(d) = cfg.dbname() {
+        url.push_str(&enc(d));
+    }
+    url.push_str("?x_=1");
+    url.replace("?x_=1", &format!("?sslmode={}", cfg.sslmode()))
+}
+
+/// Found by fuzzing: a missing separator before `password=` made the
+/// password part of another value, which the error (or `Display`) quoted.
+#[test]
+fn a_password_swallowed_by_another_value_is_refused_unquoted() {
+    let space = "invalid connection string: the value of {key} holds \"password=\": is a space \
+                 missing before it? (quote the value if it is meant)";
+    let cases = [
+        (
+            "host=h port=54password=Secret1 user=u",
+            space.replace("{key}", "\"port\""),
+        ),
+        ("user=upassword=Secret1", space.replace("{key}", "\"user\"")),
+        (
+            "host=h sslmode=requirePASSWORD='Secret1'",
+            space.replace("{key}", "\"sslmode\""),
+        ),
+        (
+            "postgres://h/db?sslmode=requirepassword=Secret1",
+            "invalid connection string: the value of URL query parameter \"sslmode\" holds \
+             \"password=\": is an '&' missing before it?"
+                .to_owned(),
+        ),
+        (
+            "postgres://u@h@password=Secret1",
+            "invalid connection string: a URL host holds \"password=\": is a '?' or '&' missing \
+             or mistyped before it?"
+                .to_owned(),
+        ),
+        (
+            "postgres://h/dbpassword=Secret1",
+            "invalid connection string: the URL's database name holds \"password=\": is a '?' \
+             or '&' missing or mistyped before it?"
+                .to_owned(),
+        ),
+    ];
+    for (input, want) in cases {
+        let err = ConnConfig::parse(input).expect_err(input);
+        assert_eq!(err.to_string(), want, "{input:?}");
+        assert!(!error_chain_text(&err).contains("Secret1"), "{input:?}");
+        assert!(
+            !redact_dsn(input).contains("Secret1"),
+            "{input:?}: {}",
+            redact_dsn(input)
+        );
+    }
+    // Quoted, such a value is meant, and round-trips quoted.
+    let cfg = parse("dbname='x password=y' options='-c app.password=z'");
+    assert_eq!(cfg.dbname(), Some("x password=y"));
+    assert_eq!(
+        cfg.to_string(),
+        "dbname='x password=y' options='-c app.password=z'"
+    );
+    assert_eq!(ConnConfig::parse(&cfg.to_string()).unwrap(), cfg);
+    let cfg = parse("dbname='a-password=b'");
+    assert_eq!(cfg.to_string(), "dbname='a-password=b'");
+
+    // Found by fuzzing: an encoded ',' in a URL host made one host that
+    // `Display` wrote as two.
+    let err = ConnConfig::parse("postgres://a%2Cb:5432/db").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid connection string: URL host \"a%2Cb\" holds an encoded \",\": separate hosts \
+         with a plain \",\""
+    );
+}

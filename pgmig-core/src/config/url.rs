@@ -21,7 +21,7 @@
 //! with an unencoded `&`) is refused without being quoted.
 
 use super::conn_config::ConnConfig;
-use super::redact::is_password_key;
+use super::redact::{embedded_password, is_password_key};
 use super::{ConfigError, DEFAULT_PORT};
 
 /// Why a URL is refused when its user name and password cannot be told
@@ -63,6 +63,7 @@ pub(crate) fn parse_into(s: &str, cfg: &mut ConnConfig) -> Result<(), ConfigErro
                     "invalid percent-encoding in the user name {user:?}: {why}"
                 ))
             })?;
+            refuse_embedded_password(&user, "the URL's user name")?;
             cfg.set("user", &user)?;
             if let Some(p) = password {
                 let p = decode(p).map_err(|why| {
@@ -89,6 +90,7 @@ pub(crate) fn parse_into(s: &str, cfg: &mut ConnConfig) -> Result<(), ConfigErro
                 "invalid percent-encoding in the database name {raw:?}: {why}"
             ))
         })?;
+        refuse_embedded_password(&dbname, "the URL's database name")?;
         cfg.set("dbname", &dbname)?;
         rest = &path[end..];
     }
@@ -137,6 +139,13 @@ fn set_query_param(param: &str, cfg: &mut ConnConfig) -> Result<bool, ConfigErro
             ))
         }
     })?;
+    if !is_password_key(&key) && embedded_password(&value).is_some() {
+        // `?sslmode=requirepassword=pw`: a missing '&' made the password
+        // part of another value.
+        return Err(invalid(format!(
+            "the value of URL query parameter {key:?} holds \"password=\": is an '&' missing before it?"
+        )));
+    }
     match (key.as_str(), value.as_str()) {
         ("ssl", "true") => cfg.set("sslmode", "require")?,
         _ => cfg.set(&key, &value)?,
@@ -180,6 +189,13 @@ fn parse_hosts(list: &str, cfg: &mut ConnConfig) -> Result<(), ConfigError> {
                 "invalid percent-encoding in URL host {raw_host:?}: {why}"
             ))
         })?;
+        refuse_embedded_password(&host, "a URL host")?;
+        if host.contains(',') {
+            // Written back as `host=a,b`, it would be two hosts.
+            return Err(invalid(format!(
+                "URL host {raw_host:?} holds an encoded \",\": separate hosts with a plain \",\""
+            )));
+        }
         let port = match port.filter(|p| !p.is_empty()) {
             None => None,
             Some(p) => Some(p.parse::<u16>().ok().filter(|n| *n != 0).ok_or_else(|| {
@@ -208,6 +224,18 @@ fn parse_hosts(list: &str, cfg: &mut ConnConfig) -> Result<(), ConfigError> {
             .collect();
     }
     Ok(())
+}
+
+/// Refuses a decoded URL part holding `password=`: a mistyped separator
+/// made a password part of it (`postgres://u@h@password=pw`), and the part
+/// would be shown. Quotes nothing.
+fn refuse_embedded_password(part: &str, what: &str) -> Result<(), ConfigError> {
+    match embedded_password(part) {
+        Some(_) => Err(invalid(format!(
+            "{what} holds \"password=\": is a '?' or '&' missing or mistyped before it?"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn invalid(reason: String) -> ConfigError {
