@@ -354,7 +354,14 @@ async fn hostile_identifiers_through_every_command() {
 
     // A hostile slot name in the plan file: refused, nothing created.
     let bad = dir.join("bad.toml");
-    for slot in ["dms\"slot", "dms slot", "Dms_slot", "dms'slot", "dms\\slot", "dms_slot_☕"] {
+    for slot in [
+        "dms\"slot",
+        "dms slot",
+        "Dms_slot",
+        "dms'slot",
+        "dms\\slot",
+        "dms_slot_☕",
+    ] {
         let toml_string = format!("\"{}\"", slot.replace('\\', "\\\\").replace('"', "\\\""));
         std::fs::write(&bad, written.replace("\"dms_slot_01\"", &toml_string)).unwrap();
         let o = lab
@@ -368,8 +375,10 @@ async fn hostile_identifiers_through_every_command() {
         assert!(out.contains("slot"), "{out}");
     }
     assert_eq!(
-        lab.source_sql("SELECT count(*)::text FROM pg_replication_slots WHERE slot_type = 'logical'")
-            .await,
+        lab.source_sql(
+            "SELECT count(*)::text FROM pg_replication_slots WHERE slot_type = 'logical'"
+        )
+        .await,
         "0"
     );
     assert_eq!(
@@ -528,8 +537,10 @@ async fn hostile_identifiers_through_every_command() {
     let o = run(with(&["cleanup", "--yes"])).await;
     assert_ok(&o, "cleanup");
     assert_eq!(
-        lab.source_sql("SELECT count(*)::text FROM pg_replication_slots WHERE slot_type = 'logical'")
-            .await,
+        lab.source_sql(
+            "SELECT count(*)::text FROM pg_replication_slots WHERE slot_type = 'logical'"
+        )
+        .await,
         "0",
         "{}",
         text(&o)

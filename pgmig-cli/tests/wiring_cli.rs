@@ -100,7 +100,10 @@ impl Wiring {
             "other: {}",
             one(&self.other, &self.other_db, SOURCE).await
         ));
-        out.push(format!("replica: {}", one(&l.replica, &l.db, REPLICA).await));
+        out.push(format!(
+            "replica: {}",
+            one(&l.replica, &l.db, REPLICA).await
+        ));
         out.push(format!(
             "other replica: {}",
             one(&self.other_replica, &self.other_db, REPLICA).await
@@ -173,7 +176,9 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
 
     // The foreign target: pgmig's state of a migration from the other
     // source, with the very same plan (same table names).
-    let o = w.pgmig(&["--json", "plan", "--slots", "2"], &w.right()).await;
+    let o = w
+        .pgmig(&["--json", "plan", "--slots", "2"], &w.right())
+        .await;
     assert_ok(&o, "plan");
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let plan_json = plan["plan"].to_string();
@@ -285,12 +290,7 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
             &["not a standby"],
         );
         let o = w.pgmig(&["run", "--yes"], &primary).await;
-        refused(
-            &o,
-            1,
-            &format!("run, replica = {name}"),
-            &["not a standby"],
-        );
+        refused(&o, 1, &format!("run, replica = {name}"), &["not a standby"]);
     }
     assert_eq!(
         w.catalogs().await,
@@ -308,7 +308,11 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
         &o,
         1,
         "check, unrelated target",
-        &["target.empty", "target already holds data", "\"Sales\".\"Orders\""],
+        &[
+            "target.empty",
+            "target already holds data",
+            "\"Sales\".\"Orders\"",
+        ],
     );
     let o = w.pgmig(&["setup", "--yes"], &unrelated).await;
     refused(
@@ -393,15 +397,16 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
         .await;
     assert_ok(&o, "plan --write");
     let written = std::fs::read_to_string(&file).unwrap();
-    assert!(
-        written.contains("table = \"public.accounts\""),
-        "{written}"
-    );
+    assert!(written.contains("table = \"public.accounts\""), "{written}");
     // public.accounts listed again in the first slot.
-    let block_start = written.find("[[plan.slots.tables]]\ntable = \"public.accounts\"").unwrap();
+    let block_start = written
+        .find("[[plan.slots.tables]]\ntable = \"public.accounts\"")
+        .unwrap();
     let block_end = block_start + written[block_start..].find("\n\n").unwrap() + 2;
     let block = &written[block_start..block_end];
-    let second_slot = written.find("[[plan.slots]]\nslot = \"dms_slot_02\"").unwrap();
+    let second_slot = written
+        .find("[[plan.slots]]\nslot = \"dms_slot_02\"")
+        .unwrap();
     let twice = format!(
         "{}{block}{}",
         &written[..second_slot],
@@ -418,7 +423,11 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
             missing,
             &["public.accounts_gone"] as &[&str],
         ),
-        ("a table twice", twice, &["public.accounts is planned in both"]),
+        (
+            "a table twice",
+            twice,
+            &["public.accounts is planned in both"],
+        ),
         ("an invalid slot name", bad_slot, &["dms-slot-01"]),
     ] {
         let bad = dir.join("bad.toml");
@@ -437,11 +446,7 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
             refused(&o, 2, &format!("{cmd:?} with {what}"), needles);
         }
     }
-    assert_eq!(
-        w.catalogs().await,
-        before,
-        "edited plans: a server changed"
-    );
+    assert_eq!(w.catalogs().await, before, "edited plans: a server changed");
 
     // 7. After a real setup: snapshot, schema and setup wired wrong.
     assert_ok(
@@ -489,18 +494,11 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
             refused(&o, 2, &format!("{cmd:?}, {name}"), needles);
         }
     }
-    assert_eq!(
-        w.catalogs().await,
-        before,
-        "after setup: a server changed"
-    );
+    assert_eq!(w.catalogs().await, before, "after setup: a server changed");
 
     // 8. After snapshot and schema: load from a replica of another primary.
     assert_ok(&w.pgmig(&["snapshot"], &right).await, "snapshot");
-    assert_ok(
-        &w.pgmig(&["schema", "--no-owner"], &right).await,
-        "schema",
-    );
+    assert_ok(&w.pgmig(&["schema", "--no-owner"], &right).await, "schema");
     let before = w.catalogs().await;
     let o = w
         .pgmig(

@@ -1,7 +1,9 @@
 //! `pgmig check`: the preflight report over the three servers.
 
-use pgmig_core::ServerRole;
-use pgmig_pglogical::preflight::{CheckOptions, Endpoint, run_checks};
+use pgmig_core::catalog::list_tables;
+use pgmig_core::{ServerRole, ServerVersion, admin, state};
+use pgmig_pglogical::preflight::{CheckOptions, Endpoint, Finding, ids, run_checks};
+use tokio_postgres::Client;
 
 use super::common::{connect, print_json};
 use crate::cli::GlobalArgs;
@@ -12,6 +14,14 @@ use crate::settings::Settings;
 pub async fn run(global: &GlobalArgs, slots: usize) -> anyhow::Result<Outcome> {
     let settings = Settings::load(global)?;
     let source = connect(&settings, ServerRole::Source).await?;
+    // An edited plan naming a table the source does not have (or a table
+    // twice, or a bad slot name) is a configuration error, like in `setup`.
+    if let Some(plan) = &settings.plan {
+        let mut plan = plan.clone();
+        plan.filters = settings.filters(Some(&plan), &[], &[]);
+        let version = ServerVersion::query(&source).await?;
+        plan.validate_against(&list_tables(&source, version).await?)?;
+    }
     let replica = if settings.has(ServerRole::Replica) {
         Some(connect(&settings, ServerRole::Replica).await)
     } else {
@@ -46,7 +56,10 @@ pub async fn run(global: &GlobalArgs, slots: usize) -> anyhow::Result<Outcome> {
         None => Endpoint::NotConfigured,
     };
     let opts = CheckOptions::new(planned).pgmig_slot_names(own);
-    let report = run_checks(&source, replica_ep, target_ep, &opts).await?;
+    let mut report = run_checks(&source, replica_ep, target_ep, &opts).await?;
+    if let Some(Ok(t)) = &target {
+        report.push(state_finding(&source, t).await?);
+    }
     if global.json {
         print_json(&report)?;
     } else {
@@ -57,4 +70,45 @@ pub async fn run(global: &GlobalArgs, slots: usize) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Success
     })
+}
+
+/// Whether pgmig's state in the target, if any, is of a migration from this
+/// source: a target holding another migration's state is the wrong one.
+async fn state_finding(source: &Client, target: &Client) -> anyhow::Result<Finding> {
+    let id = ids::TARGET_STATE;
+    let Some(m) = state::load_migration(target).await? else {
+        return Ok(Finding::ok(
+            ServerRole::Target,
+            id,
+            "no migration recorded yet",
+        ));
+    };
+    let source_id = admin::system_identifier(source).await?;
+    let database: String = source
+        .query_one("SELECT current_database()::text", &[])
+        .await?
+        .get(0);
+    Ok(
+        if m.source_system_identifier == source_id && m.source_database == database {
+            Finding::ok(
+                ServerRole::Target,
+                id,
+                format!("holds the state of this migration (from database {database:?})"),
+            )
+        } else {
+            Finding::blocker(
+                ServerRole::Target,
+                id,
+                format!(
+                    "the target holds pgmig's state of another migration: from database {:?} of \
+                     system {}, not {database:?} of system {source_id}",
+                    m.source_database, m.source_system_identifier
+                ),
+            )
+            .with_fix(
+                "point --target at this migration's target (and --source at its source), or run \
+                 `pgmig cleanup` against that target to drop the other migration's state",
+            )
+        },
+    )
 }

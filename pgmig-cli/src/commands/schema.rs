@@ -24,6 +24,15 @@ pub async fn run(global: &GlobalArgs, args: &SchemaArgs) -> anyhow::Result<Outco
     let settings = Settings::load(global)?;
     let source = settings.conn(ServerRole::Source)?;
     let target = settings.conn(ServerRole::Target)?;
+    // Wrong wiring (the target of another source, the source itself, an
+    // unrelated database) is refused before pg_dump runs or anything changes.
+    super::setup::refuse_wrong_wiring(
+        &settings,
+        &connect(&settings, ServerRole::Source).await?,
+        &connect(&settings, ServerRole::Target).await?,
+        false,
+    )
+    .await?;
     // The filters as everywhere: the config file's plan, else the one
     // recorded in the target, plus the file's [filters].
     let recorded = match &settings.plan {

@@ -1,15 +1,128 @@
 //! `pgmig setup`: extension, node, replication sets and slots on the source.
 
-use pgmig_core::ServerRole;
 use pgmig_core::catalog::list_tables;
 use pgmig_core::plan::{Plan, write_rates};
+use pgmig_core::{ServerRole, admin};
 use pgmig_core::{ServerVersion, state};
+use pgmig_pglogical::Refusal;
 use pgmig_pglogical::setup::{SetupOptions, plan_setup, run_setup};
+use tokio_postgres::Client;
 
 use super::common::{confirm, connect, print_dry_run, print_json};
 use crate::cli::{GlobalArgs, SetupArgs};
-use crate::exit::Outcome;
+use crate::exit::{Outcome, UsageError};
 use crate::settings::Settings;
+
+/// How many table names a "target already holds data" refusal shows.
+const SHOWN_TABLES: usize = 5;
+
+/// Refuses servers wired the wrong way before anything changes anywhere:
+/// a source that is a standby; a replica (when configured) that is not a
+/// standby or streams from another primary — which is also how source and
+/// target swapped show; a target that is the source, that holds pgmig's
+/// state of a migration from another source, or that holds user tables
+/// while holding no pgmig state at all (an unrelated database, or the
+/// source itself). The replica is checked only with `with_replica` (setup;
+/// `schema` does not use it). Shared by `setup` and `schema`; reads only.
+pub(crate) async fn refuse_wrong_wiring(
+    settings: &Settings,
+    source: &Client,
+    target: &Client,
+    with_replica: bool,
+) -> anyhow::Result<()> {
+    let source_id = admin::system_identifier(source).await?;
+    if admin::is_in_recovery(source).await? {
+        return Err(UsageError(format!(
+            "the source (system {source_id}) is a standby, in recovery: point --source at the \
+             production primary, not at a replica"
+        ))
+        .into());
+    }
+    let target_id = admin::system_identifier(target).await?;
+    if with_replica && settings.has(ServerRole::Replica) {
+        let replica = connect(settings, ServerRole::Replica).await?;
+        if !admin::is_in_recovery(&replica).await? {
+            return Err(pgmig_pglogical::Error::from(Refusal::ReplicaNotStandby).into());
+        }
+        let replica_id = admin::system_identifier(&replica).await?;
+        if replica_id != source_id {
+            let swapped = if replica_id == target_id {
+                format!(
+                    "; the target has the replica's system identifier: --source and --target look \
+                     swapped (the source is system {replica_id})"
+                )
+            } else {
+                String::new()
+            };
+            return Err(anyhow::Error::from(pgmig_pglogical::Error::from(
+                Refusal::ReplicaOfOtherSource {
+                    source_id,
+                    replica: replica_id,
+                },
+            ))
+            .context(format!("wrong wiring{swapped}")));
+        }
+    }
+    if target_id == source_id {
+        return Err(pgmig_pglogical::Error::from(Refusal::TargetIsSource {
+            system_identifier: source_id,
+        })
+        .into());
+    }
+    if let Some(m) = state::load_migration(target).await? {
+        if m.source_system_identifier != source_id {
+            return Err(pgmig_pglogical::Error::from(Refusal::StateOfOtherSource {
+                recorded: m.source_system_identifier,
+                source_id,
+            })
+            .into());
+        }
+        let database: String = source
+            .query_one("SELECT current_database()::text", &[])
+            .await?
+            .get(0);
+        if m.source_database != database {
+            return Err(UsageError(format!(
+                "the target's state belongs to a migration from database {:?}, but --source names \
+                 database {database:?} of the same server: point --source and --target at the \
+                 databases of this migration, or run `pgmig cleanup` against the target first",
+                m.source_database
+            ))
+            .into());
+        }
+        return Ok(());
+    }
+    let has_state: bool = target
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'pgmig')",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !has_state {
+        let version = ServerVersion::query(target).await?;
+        let tables = list_tables(target, version).await?;
+        if !tables.is_empty() {
+            let mut names: Vec<String> = tables
+                .iter()
+                .take(SHOWN_TABLES)
+                .map(|t| t.table.to_string())
+                .collect();
+            if tables.len() > SHOWN_TABLES {
+                names.push(format!("and {} more", tables.len() - SHOWN_TABLES));
+            }
+            return Err(UsageError(format!(
+                "the target already holds data: {} user table(s) ({}) and no pgmig state, so it is \
+                 not this migration's target (an unrelated database, or --source and --target \
+                 swapped); pgmig never overwrites existing data: point --target at an empty database",
+                tables.len(),
+                names.join(", ")
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
 
 /// The plan to set up: the config file's, else the one recorded in the
 /// target, else one built from the source's tables (and the config file's
@@ -78,6 +191,7 @@ pub async fn run(global: &GlobalArgs, args: &SetupArgs) -> anyhow::Result<Outcom
     }
 
     let target = connect(&settings, ServerRole::Target).await?;
+    refuse_wrong_wiring(&settings, &source, &target, true).await?;
     let plan = choose_plan(&settings, &source, Some(&target), args.slots).await?;
     let statements = plan_setup(&source, &plan, &opts).await?;
     let source_changes = statements

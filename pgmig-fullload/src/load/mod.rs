@@ -310,6 +310,12 @@ async fn run(
     let started = Instant::now();
     let mut servers = open_target(target).await?;
     let p = servers.p;
+    // A load not planned yet proves the replica (the source's standby,
+    // frozen at P) before creating its state on the target: a wrongly
+    // wired replica changes nothing.
+    if planned_at(&servers.target).await?.is_none() {
+        open_replica(replica, &servers).await?;
+    }
     ensure_schema(&servers.target).await?;
     if opts.restart {
         restart(&mut servers.target).await?;

@@ -86,6 +86,9 @@ pub mod ids {
     pub const TARGET_TLS: &str = "target.tls";
     /// The target holds no user tables besides pgmig's state (blocker).
     pub const TARGET_EMPTY: &str = "target.empty";
+    /// pgmig's state in the target, when present, is of a migration from
+    /// this source (blocker).
+    pub const TARGET_STATE: &str = "target.state";
     /// Tables without a primary key (warn, one per table).
     pub const DATA_PRIMARY_KEY: &str = "data.primary_key";
     /// Tables with a primary key and other unique indexes (warn, one per table).
@@ -120,6 +123,7 @@ pub mod ids {
         TARGET_PRIVILEGES,
         TARGET_TLS,
         TARGET_EMPTY,
+        TARGET_STATE,
         DATA_PRIMARY_KEY,
         DATA_UNIQUE_INDEXES,
         DATA_UNLOGGED,
