@@ -4,6 +4,7 @@
 //! finding, named, so the list can be worked through.
 
 use pgmig_core::catalog::{self, TableInfo, TableKind};
+use pgmig_core::ident::display_ident;
 use pgmig_core::{Error, Result, ServerRole, ServerVersion};
 use tokio_postgres::GenericClient;
 use tracing::debug;
@@ -15,6 +16,15 @@ const SOURCE: ServerRole = ServerRole::Source;
 /// How many large objects the database holds. `pg_largeobject_metadata`
 /// (9.0+) is readable by every role, unlike `pg_largeobject`.
 const LARGE_OBJECTS_SQL: &str = "SELECT count(*) FROM pg_largeobject_metadata";
+
+/// `names` joined with `, `, each quoted where SQL needs it.
+fn idents(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| display_ident(n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Checks the source's data: tables without a primary key (their UPDATE
 /// and DELETE cannot replicate), tables with a primary key and other unique
@@ -111,10 +121,12 @@ pub(crate) fn judge_tables(tables: &[TableInfo]) -> Vec<Finding> {
                 .unique_indexes
                 .iter()
                 .map(|i| {
+                    // Names quoted where SQL needs it, so a name holding a
+                    // comma, a parenthesis or a quote reads unambiguously.
                     if i.columns.is_empty() {
-                        format!("{} (expression)", i.name)
+                        format!("{} (expression)", display_ident(&i.name))
                     } else {
-                        format!("{} ({})", i.name, i.columns.join(", "))
+                        format!("{} ({})", display_ident(&i.name), idents(&i.columns))
                     }
                 })
                 .collect();
@@ -124,7 +136,7 @@ pub(crate) fn judge_tables(tables: &[TableInfo]) -> Vec<Finding> {
                 format!(
                     "{} has a primary key ({}) and unique index{} {}",
                     t.table,
-                    t.primary_key.join(", "),
+                    idents(&t.primary_key),
                     if indexes.len() == 1 { "" } else { "es" },
                     indexes.join(", ")
                 ),
@@ -234,6 +246,26 @@ mod tests {
             columns: Vec::new(),
             dropped_columns: 0,
         }
+    }
+
+    #[test]
+    fn hostile_names_are_quoted_in_findings() {
+        let t = table(
+            "Order \"Items\"",
+            &["Id", "a, b"],
+            &["uniq's (x)"],
+            false,
+            TableKind::Table,
+        );
+        let found = judge_tables(&[t]);
+        let unique: Vec<&Finding> = found
+            .iter()
+            .filter(|f| f.check == ids::DATA_UNIQUE_INDEXES)
+            .collect();
+        assert_eq!(
+            unique[0].summary,
+            r#"public."Order ""Items""" has a primary key ("Id", "a, b") and unique index "uniq's (x)" (email)"#
+        );
     }
 
     #[test]
