@@ -55,6 +55,8 @@ impl fmt::Display for KeyRange {
         let Some(column) = &self.column else {
             return f.write_str("whole table");
         };
+        // Quoted where SQL needs it: `"Id" < 9`.
+        let column = pgmig_core::ident::display_ident(column);
         match (self.lo, self.hi) {
             (None, None) => f.write_str("whole table"),
             (Some(lo), None) => write!(f, "{column} >= {lo}"),
@@ -234,5 +236,14 @@ mod tests {
         assert_eq!(r(None, Some(9)).condition(), "\"id\" < 9");
         assert_eq!(KeyRange::whole().condition(), "true");
         assert_eq!(KeyRange::whole().to_string(), "whole table");
+        let hostile = KeyRange {
+            column: Some("a < \"b\"".into()),
+            ..r(Some(1), Some(2))
+        };
+        assert_eq!(hostile.to_string(), r#"1 <= "a < ""b""" < 2"#);
+        assert_eq!(
+            hostile.condition(),
+            r#""a < ""b""" >= 1 AND "a < ""b""" < 2"#
+        );
     }
 }
