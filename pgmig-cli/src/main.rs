@@ -37,8 +37,30 @@ fn main() -> ExitCode {
         Ok(outcome) => outcome.into(),
         Err(err) => {
             eprintln!("error: {err:#}");
+            let role_of = |role| {
+                let settings = settings::Settings::load(&cli.global).ok()?;
+                Some(settings.conn(role).ok()?.user()?.to_owned())
+            };
+            if let Some(hint) = exit::privilege_hint(&err, reads_from(&cli.command), &role_of) {
+                eprintln!("{hint}");
+            }
             exit::classify(&err).into()
         }
+    }
+}
+
+/// The server a command reads the migrated tables from, for naming the
+/// server of a privilege error that does not say.
+fn reads_from(command: &cli::Command) -> Option<pgmig_core::ServerRole> {
+    use crate::commands::verify::Against;
+    use pgmig_core::ServerRole;
+    match command {
+        cli::Command::Load(_) => Some(ServerRole::Replica),
+        cli::Command::Verify(args) if args.against == Against::Replica => Some(ServerRole::Replica),
+        cli::Command::Verify(_) | cli::Command::Cutover(_) | cli::Command::Schema(_) => {
+            Some(ServerRole::Source)
+        }
+        _ => None,
     }
 }
 

@@ -60,7 +60,8 @@ pub mod ids {
     pub const SOURCE_TRACK_COMMIT_TIMESTAMP: &str = "source.track_commit_timestamp";
     /// The `pglogical` extension is installed in the source database (blocker).
     pub const SOURCE_PGLOGICAL_EXTENSION: &str = "source.pglogical_extension";
-    /// The role is a superuser, or managed-superuser with replication (blocker).
+    /// The role is a superuser, or has each grant pgmig needs on the source
+    /// (`REPLICATION`, schema `pglogical`, reading every table) (blocker).
     pub const SOURCE_PRIVILEGES: &str = "source.privileges";
     /// Replication slots pgmig did not create (warn; loud when active).
     pub const SOURCE_EXISTING_SLOTS: &str = "source.existing_slots";
@@ -76,6 +77,9 @@ pub mod ids {
     pub const REPLICA_STREAMING: &str = "replica.streaming";
     /// How many bytes the replica's replay is behind the source.
     pub const REPLICA_LAG: &str = "replica.lag";
+    /// The role may pause and resume replay and read every table and
+    /// sequence, bypassing row-level security where a table has it (blocker).
+    pub const REPLICA_PRIVILEGES: &str = "replica.privileges";
     /// A target connection was given and works (blocker).
     pub const TARGET_REACHABLE: &str = "target.reachable";
     /// The target's major is at least the source's (blocker).
@@ -118,6 +122,7 @@ pub mod ids {
         REPLICA_SYSTEM_IDENTIFIER,
         REPLICA_STREAMING,
         REPLICA_LAG,
+        REPLICA_PRIVILEGES,
         TARGET_REACHABLE,
         TARGET_VERSION,
         TARGET_PRIVILEGES,

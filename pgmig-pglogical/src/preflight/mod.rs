@@ -8,7 +8,11 @@
 //!
 //! The checks are one function per area — [`check_source`],
 //! [`check_existing_slots`], [`check_replica`], [`check_target`],
-//! [`check_data`] — and [`run_checks`] runs them all in that order. A
+//! [`check_data`] — and [`run_checks`] runs them all in that order. The
+//! least privilege of each server ([`check_source_privileges`],
+//! [`check_replica_privileges`], [`check_target_privileges`]) is checked
+//! by name: each missing privilege, the commands that need it, and the
+//! `GRANT` / `ALTER ROLE` that gives it (`docs/privileges.md`). A
 //! query that fails (a missing privilege, an unexpected catalog) becomes a
 //! blocker naming the error, so one bad check never hides the others; only
 //! a lost connection ends the run with the error. Nothing here writes to
@@ -21,6 +25,7 @@
 
 mod data;
 mod finding;
+mod grants;
 mod privilege;
 mod replica;
 mod report;
@@ -40,6 +45,33 @@ pub use report::Report;
 pub use slots::check_existing_slots;
 pub use source::{PGLOGICAL_WORKER_MARGIN, WalLevel, check_source};
 pub use target::check_target;
+
+/// The `source.privileges` finding alone: a superuser, or a role with each
+/// grant pgmig needs on the source — `REPLICATION`, `USAGE` on schema
+/// `pglogical` and `SELECT` on its tables, `SELECT` on every table and
+/// sequence, `BYPASSRLS` where row-level security applies — each missing
+/// one named with the statement that grants it. Reads catalogs only; a
+/// command can call it before its first change and refuse on a blocker.
+pub async fn check_source_privileges(source: &impl GenericClient) -> Result<Finding> {
+    grants::source_finding(source).await
+}
+
+/// The `replica.privileges` finding alone: `EXECUTE` on the replay pause
+/// and resume functions, `SELECT` on every table and sequence, `BYPASSRLS`
+/// where row-level security applies (the grants run on the primary).
+pub async fn check_replica_privileges(replica: &impl GenericClient) -> Result<Finding> {
+    grants::replica_finding(replica).await
+}
+
+/// The extra `target.privileges` findings: `CREATE` on the source's
+/// schemas that already exist on the target (blocker) and the right to set
+/// `session_replication_role` for `pgmig cdc` (warning).
+pub async fn check_target_privileges(
+    target: &impl GenericClient,
+    source: &impl GenericClient,
+) -> Result<Vec<Finding>> {
+    grants::target_findings(target, source).await
+}
 
 /// What [`run_checks`] needs to know about the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +188,7 @@ where
                 "connected",
             ));
             report.extend(check_replica(client, source).await?);
+            report.push(grants::replica_finding(client).await?);
         }
         Err(finding) => report.push(finding),
     }
@@ -166,7 +199,9 @@ where
                 ids::TARGET_REACHABLE,
                 "connected",
             ));
-            report.extend(check_target(client, source_version).await?);
+            let mut found = check_target(client, source_version).await?;
+            grants::merge_into(&mut found, grants::target_findings(client, source).await?);
+            report.extend(found);
         }
         Err(finding) => report.push(finding),
     }

@@ -13,7 +13,6 @@ use tokio_postgres::GenericClient;
 use tracing::{debug, warn};
 
 use super::finding::{Finding, error_text, ids, query_failed};
-use super::privilege::{MANAGED_SUPERUSER_ROLES, RoleInfo};
 
 const SOURCE: ServerRole = ServerRole::Source;
 
@@ -227,10 +226,7 @@ pub(crate) async fn source_findings(
         }
         Err(e) => query_failed(SOURCE, ids::SOURCE_PGLOGICAL_EXTENSION, e)?,
     });
-    out.push(match RoleInfo::query(client).await {
-        Ok(role) => privileges_finding(&role),
-        Err(e) => query_failed(SOURCE, ids::SOURCE_PRIVILEGES, e)?,
-    });
+    out.push(super::grants::source_finding(client).await?);
     debug!(findings = out.len(), "source checked");
     Ok(out)
 }
@@ -624,58 +620,6 @@ pub(crate) fn extension_finding(
     }
 }
 
-/// Judges the role: a superuser, or on a managed server a member of a
-/// managed superuser role (`rds_superuser`, `cloudsqlsuperuser`,
-/// `azure_pg_admin`) that also has replication (`REPLICATION`, or
-/// `rds_replication` on RDS).
-pub(crate) fn privileges_finding(role: &RoleInfo) -> Finding {
-    let id = ids::SOURCE_PRIVILEGES;
-    let name = &role.name;
-    if role.superuser {
-        return Finding::ok(SOURCE, id, format!("role {name} is a superuser"));
-    }
-    let managed = role.managed_superuser();
-    let replication = role.can_replicate();
-    match (managed, replication) {
-        (Some(group), true) => Finding::ok(
-            SOURCE,
-            id,
-            format!("role {name} is a member of {group} and may replicate"),
-        ),
-        (Some(group), false) => Finding::blocker(
-            SOURCE,
-            id,
-            format!("role {name} is a member of {group} but lacks the REPLICATION privilege"),
-        )
-        .with_fix(format!(
-            "run as an administrator:\n  ALTER ROLE {q} WITH REPLICATION;\non RDS instead:\n  GRANT rds_replication TO {q};",
-            q = quote_ident(name)
-        )),
-        (None, _) => {
-            let also = if replication {
-                ""
-            } else {
-                " and lacks the REPLICATION privilege"
-            };
-            Finding::blocker(
-                SOURCE,
-                id,
-                format!(
-                    "role {name} is not a superuser nor a member of {}{also}: pglogical needs \
-                     them to create its node, sets and slots",
-                    MANAGED_SUPERUSER_ROLES.join("/")
-                ),
-            )
-            .with_fix(format!(
-                "run as an administrator:\n  ALTER ROLE {q} WITH SUPERUSER;\non a managed server instead:\n  \
-                 GRANT rds_superuser TO {q};  -- and: GRANT rds_replication TO {q};\n  \
-                 (Cloud SQL: cloudsqlsuperuser and ALTER ROLE {q} WITH REPLICATION)",
-                q = quote_ident(name)
-            ))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -935,44 +879,5 @@ mod tests {
         let absent = extension_finding("app", None, None);
         assert_eq!(absent.severity, Severity::Blocker);
         assert!(absent.fix.unwrap().contains("postgresql-<major>-pglogical"));
-    }
-
-    #[test]
-    fn privileges_name_what_is_missing() {
-        let role = |superuser, replication, groups: &[&str]| RoleInfo {
-            name: "mig".into(),
-            superuser,
-            replication,
-            memberships: groups.iter().map(|g| (*g).to_owned()).collect(),
-        };
-        let cases: &[(RoleInfo, Severity, &str)] = &[
-            (role(true, false, &[]), Severity::Ok, "superuser"),
-            (
-                role(false, true, &["rds_superuser"]),
-                Severity::Ok,
-                "rds_superuser",
-            ),
-            (
-                role(false, false, &["rds_superuser", "rds_replication"]),
-                Severity::Ok,
-                "rds_superuser",
-            ),
-            (
-                role(false, false, &["rds_superuser"]),
-                Severity::Blocker,
-                "lacks the REPLICATION privilege",
-            ),
-            (role(false, true, &[]), Severity::Blocker, "not a superuser"),
-            (
-                role(false, false, &[]),
-                Severity::Blocker,
-                "lacks the REPLICATION",
-            ),
-        ];
-        for (r, severity, text) in cases {
-            let f = privileges_finding(r);
-            assert_eq!(f.severity, *severity, "{r:?}");
-            assert!(f.summary.contains(text), "{r:?}: {}", f.summary);
-        }
     }
 }
