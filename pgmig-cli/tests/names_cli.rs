@@ -115,7 +115,7 @@ CREATE INDEX "idx ""q"" it's ☕" ON {t1} ("select", "it's col");
 INSERT INTO {t1} ("select", "col""q", "it's col", "back\slash", "créé à")
   SELECT 'sel ' || g, g, 'it''s "' || g || '"', E'back\\slash ' || g,
          timestamptz '2021-01-01' + make_interval(days => g)
-  FROM generate_series(1, 300) g;
+  FROM generate_series(1, 3000) g;
 CREATE TABLE {t2} ("order" int PRIMARY KEY, "User" text NOT NULL, "Café ☕" text);
 INSERT INTO {t2} SELECT g, 'U' || g, '☕ ' || g FROM generate_series(1, 200) g;
 CREATE TABLE {t3} ("Ünï ☕" text, "user" int, "from" text, PRIMARY KEY ("Ünï ☕", "user"));
@@ -133,7 +133,7 @@ INSERT INTO public."back\slash" SELECT g, E'\\' || g FROM generate_series(1, 100
 CREATE TABLE {t9} (id serial PRIMARY KEY, {lc} text, "user" text);
 INSERT INTO {t9} ({lc}, "user") SELECT 'long ' || g, 'u' || g FROM generate_series(1, 150) g;
 CREATE TABLE {t10} ({mc} int PRIMARY KEY, {mc2} text, n serial);
-INSERT INTO {t10} ({mc}, {mc2}) SELECT g, 'ü' || g FROM generate_series(1, 150) g;
+INSERT INTO {t10} ({mc}, {mc2}) SELECT g, repeat('ü', 20) || g FROM generate_series(1, 3000) g;
 ANALYZE;
 "#,
             cafe = qi(&n.cafe),
@@ -155,7 +155,7 @@ ANALYZE;
         format!(
             r#"
 INSERT INTO {t1} ("select", "col""q", "it's col", "back\slash", "créé à")
-  SELECT 'new ' || g, 1000 + g, 'new''s', E'\\new', now() FROM generate_series(1, 20) g;
+  SELECT 'new ' || g, 100000 + g, 'new''s', E'\\new', now() FROM generate_series(1, 20) g;
 UPDATE {t1} SET "select" = 'upd "x" it''s', "col""q" = "col""q" + 5000 WHERE "Id" % 10 = 0;
 UPDATE {t1} SET "Id" = "Id" + 100000 WHERE "Id" IN (3, 4);
 DELETE FROM {t1} WHERE "Id" % 17 = 0;
@@ -183,7 +183,7 @@ DELETE FROM public."back\slash" WHERE "\" > 95;
 INSERT INTO {t9} ({lc}, "user") SELECT 'more ' || g, 'w' FROM generate_series(1, 10) g;
 UPDATE {t9} SET {lc} = 'changed' WHERE id % 9 = 0;
 DELETE FROM {t9} WHERE id % 13 = 0;
-INSERT INTO {t10} ({mc}, {mc2}) SELECT g, 'ÿ' FROM generate_series(1000, 1010) g;
+INSERT INTO {t10} ({mc}, {mc2}) SELECT g, 'ÿ' FROM generate_series(200000, 200010) g;
 UPDATE {t10} SET {mc} = {mc} + 100000 WHERE {mc} < 4;
 UPDATE {t10} SET {mc2} = 'ü' WHERE {mc} BETWEEN 20 AND 30;
 DELETE FROM {t10} WHERE {mc} BETWEEN 40 AND 45;
@@ -396,7 +396,17 @@ async fn hostile_identifiers_through_every_command() {
     assert_eq!(slots, format!("dms_slot_01,{long_slot}"));
     assert_ok(&run(with(&["snapshot"])).await, "snapshot");
     assert_ok(&run(with(&["schema", "--no-owner"])).await, "schema");
-    assert_ok(&run(with(&["load", "--jobs", "2"])).await, "load");
+    // Small chunks: the larger tables are split (page ranges, key ranges).
+    assert_ok(
+        &run(with(&["load", "--jobs", "2", "--chunk-size", "16kB"])).await,
+        "load",
+    );
+    let split = lab
+        .target_sql(
+            "SELECT count(DISTINCT (table_schema, table_name))::text FROM pgmig.load_task WHERE chunks > 1",
+        )
+        .await;
+    assert!(split.parse::<i64>().unwrap() >= 2, "{split} table(s) split");
     assert_equal(&lab, &names, false, "after the load").await;
     // The index, constraint and foreign key kept their names.
     for name in ["idx \"q\" it's ☕", "uniq's \"c\" ☕"] {
@@ -429,6 +439,58 @@ async fn hostile_identifiers_through_every_command() {
     assert_ok(&o, "verify --json");
     let report = String::from_utf8_lossy(&o.stdout).into_owned();
     serde_json::from_str::<serde_json::Value>(&report).expect("verify --json is JSON");
+    // Filters spelled with the hostile names, quoted as in SQL: exactly
+    // the named tables (a quoted `%`, `_` or `*` is no wildcard).
+    let cafe_pattern = format!("{}.*", qi(&names.cafe));
+    let long_pattern = qt(&names.long_schema, &names.long_table);
+    for (pattern, expected) in [
+        (cafe_pattern.as_str(), 2),
+        ("public.\"100%_off\"", 1),
+        ("public.\"a_b\"", 1),
+        ("public.a?b", 2),
+        (long_pattern.as_str(), 1),
+        ("\"select\".\"order\"", 1),
+    ] {
+        let o = run(with(&[
+            "--json",
+            "verify",
+            "--mode",
+            "counts",
+            "--include",
+            pattern,
+        ]))
+        .await;
+        assert_ok(&o, &format!("verify --include {pattern}"));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let tables = report["tables"].as_array().expect("tables");
+        assert_eq!(tables.len(), expected, "{pattern}: {report}");
+    }
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let o = lab
+        .command(&[
+            "--json",
+            "plan",
+            "--slots",
+            "3",
+            "--exclude",
+            &cafe_pattern,
+            "--exclude",
+            "public.\"100%_off\"",
+        ])
+        .current_dir(&elsewhere)
+        .output()
+        .await
+        .unwrap();
+    assert_ok(&o, "plan --exclude");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kept: usize = report["plan"]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["tables"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(kept, names.tables().len() - 3, "{report}");
 
     // DMS files: valid JSON, one rule per table matching exactly that table.
     let out_dir = dir.join("dms");

@@ -162,8 +162,8 @@ pub async fn plan_chunks(
         let row = replica
             .query_one(
                 &format!(
-                    "SELECT (pg_relation_size('{}'::regclass) / current_setting('block_size')::int8)::int8",
-                    name.replace('\'', "''")
+                    "SELECT (pg_relation_size({}::regclass) / current_setting('block_size')::int8)::int8",
+                    pgmig_core::ident::quote_literal(&name)
                 ),
                 &[],
             )
