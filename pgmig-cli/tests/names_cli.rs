@@ -626,3 +626,124 @@ fn the_wildcard_matcher_is_dms_s() {
     assert!(dms_matches("[[]br]ack", "[br]ack"));
     assert!(dms_matches("[a-c]x", "bx"));
 }
+
+/// Databases whose names hold quotes, a backslash, spaces, `=` and unicode
+/// (each part of a libpq connection string, a pglogical node DSN, pg_dump's
+/// arguments and the DMS endpoint) through the whole migration.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_database_names_through_every_command() {
+    skip_unless_available!(pglogical);
+    let lab = Lab3::start("SELECT 1").await;
+    let source_db = "my app's \"db\" = \\ ☕";
+    let target_db = "new 'target' \"db\" = ☕";
+    lab.source
+        .execute("postgres", &format!("CREATE DATABASE {}", qi(source_db)))
+        .await
+        .unwrap();
+    lab.target
+        .execute("postgres", &format!("CREATE DATABASE {}", qi(target_db)))
+        .await
+        .unwrap();
+    lab.source
+        .execute(
+            source_db,
+            "CREATE TABLE public.\"T\" (id int PRIMARY KEY, v text);
+             INSERT INTO public.\"T\" SELECT g, 'v' || g FROM generate_series(1, 500) g;
+             CREATE TABLE public.plain (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO public.plain (at) SELECT now() FROM generate_series(1, 100);",
+        )
+        .await
+        .unwrap();
+    lab.wait_replayed().await;
+    let (s, r, t) = (
+        lab.source.conninfo(source_db),
+        lab.replica.conninfo(source_db),
+        lab.target.conninfo(target_db),
+    );
+    let dir = std::env::temp_dir().join(format!("pgmig-names-db-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_dir = dir.join("dms");
+    let run = |args: &'static [&'static str]| {
+        let mut c = lab.command_with(args, &s, &r, &t);
+        c.current_dir(&dir);
+        async move { c.output().await.expect("run pgmig") }
+    };
+    assert_exit(&run(&["check"]).await, 0, "check");
+    assert_ok(&run(&["setup", "--yes", "--slots", "2"]).await, "setup");
+    assert_ok(&run(&["snapshot"]).await, "snapshot");
+    assert_ok(&run(&["schema", "--no-owner"]).await, "schema");
+    assert_ok(&run(&["load", "--jobs", "2"]).await, "load");
+    for mode in ["counts", "checksums", "buckets", "sample"] {
+        let o = lab
+            .command_with(&["verify", "--mode", mode], &s, &r, &t)
+            .output()
+            .await
+            .unwrap();
+        assert_ok(&o, &format!("verify --mode {mode}"));
+    }
+    let o = lab
+        .command_with(
+            &[
+                "--json",
+                "dms",
+                "generate",
+                "--out",
+                out_dir.to_str().unwrap(),
+                "--replication-instance-arn",
+                "arn:aws:dms:eu-west-1:123456789012:rep:DB",
+            ],
+            &s,
+            &r,
+            &t,
+        )
+        .output()
+        .await
+        .unwrap();
+    assert_ok(&o, "dms generate");
+    let mut databases = Vec::new();
+    for file in walk(&out_dir) {
+        if file.extension().is_some_and(|e| e == "json") {
+            let doc: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            if let Some(db) = doc.get("DatabaseName") {
+                databases.push(db.as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert!(databases.iter().any(|d| d == source_db), "{databases:?}");
+    assert!(databases.iter().any(|d| d == target_db), "{databases:?}");
+
+    lab.source
+        .execute(
+            source_db,
+            "UPDATE public.\"T\" SET v = 'changed' WHERE id % 7 = 0;
+             DELETE FROM public.\"T\" WHERE id % 11 = 0;
+             INSERT INTO public.plain (at) SELECT now() FROM generate_series(1, 10);",
+        )
+        .await
+        .unwrap();
+    assert_ok(&run(&["cdc", "--until-caught-up"]).await, "cdc");
+    let o = run(&["cutover"]).await;
+    assert_exit(&o, 0, "cutover");
+    for table in ["public.\"T\"", "public.plain"] {
+        assert_eq!(
+            Lab3::digest(&lab.source, source_db, table).await,
+            Lab3::digest(&lab.target, target_db, table).await,
+            "{table}"
+        );
+    }
+    assert_ok(&run(&["--json", "status"]).await, "status");
+    assert_ok(&run(&["cleanup", "--yes"]).await, "cleanup");
+    assert_eq!(
+        lab.source
+            .query_one_string(
+                source_db,
+                "SELECT count(*)::text FROM pg_replication_slots WHERE slot_type = 'logical'"
+            )
+            .await
+            .unwrap(),
+        "0"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
