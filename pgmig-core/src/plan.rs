@@ -568,4 +568,243 @@ mod tests {
             "table public.x is planned in both dms_slot_01 and dms_slot_02"
         );
     }
+
+    // -----------------------------------------------------------------
+    // Fuzzing (issue 9, item 8): the plan as read back from a file or the
+    // target's state (serde, any format), then validated. Never a panic;
+    // a refused plan names what is wrong.
+
+    use proptest::prelude::*;
+
+    fn catalog_table() -> impl Strategy<Value = TableInfo> {
+        (
+            prop_oneof![Just("public"), Just("Sales"), Just("a b"), Just("é\"x")],
+            "[a-c]{1,2}|[a-zA-Z0-9 _.\"*?-]{1,8}",
+            prop_oneof![
+                Just(TableKind::Table),
+                Just(TableKind::PartitionLeaf),
+                Just(TableKind::PartitionedParent)
+            ],
+            any::<bool>(),
+            any::<bool>(),
+            any::<i64>(),
+            proptest::option::of(any::<i64>()),
+        )
+            .prop_map(|(schema, name, kind, pk, unlogged, bytes, rows)| {
+                let mut t = table(&name, bytes, pk, kind);
+                t.table = QualifiedTable::new(schema, name);
+                t.unlogged = unlogged;
+                t.estimated_rows = rows;
+                t
+            })
+    }
+
+    /// A catalog without two tables of the same name.
+    fn catalog() -> impl Strategy<Value = Vec<TableInfo>> {
+        proptest::collection::vec(catalog_table(), 0..12).prop_map(|mut v| {
+            let mut seen = BTreeSet::new();
+            v.retain(|t| seen.insert(t.table.clone()));
+            v
+        })
+    }
+
+    fn filters() -> impl Strategy<Value = Filters> {
+        let pattern = proptest::sample::select(vec![
+            "public.*",
+            "Sales.*",
+            "\"Sales\".*",
+            "*.a",
+            "*.?b",
+            "a",
+            "\"a b\".*",
+            "*.*",
+        ]);
+        (
+            proptest::collection::vec(pattern.clone(), 0..2),
+            proptest::collection::vec(pattern, 0..2),
+        )
+            .prop_map(|(i, e)| {
+                let parse = |v: Vec<&str>| v.into_iter().map(|p| p.parse().unwrap()).collect();
+                Filters {
+                    include: parse(i),
+                    exclude: parse(e),
+                }
+            })
+    }
+
+    /// Text edits of a serialized plan: cut, insert, replace.
+    fn text_edit() -> impl Strategy<Value = (proptest::sample::Index, usize, String)> {
+        (
+            any::<proptest::sample::Index>(),
+            0_usize..8,
+            "[^\\\\]{0,4}|[\\[\\]{}\",:0-9a-z_.]{1,4}|\"(slots|tables|table|slot|bytes|filters|deferred|include|exclude|role)\"",
+        )
+    }
+
+    fn floor(s: &str, at: usize) -> usize {
+        let mut at = at.min(s.len());
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
+    }
+
+    /// A plan read back: validating it never panics, and an error is one
+    /// of the typed kinds with a message.
+    fn check_read_plan(plan: &Plan, tables: &[TableInfo]) {
+        match plan.validate_against(tables) {
+            Ok(()) => {
+                // Then every table the filters keep is planned exactly once.
+                let keep = plan.filters.keeper(tables);
+                let planned: Vec<&QualifiedTable> = plan.tables().map(|(_, t)| &t.table).collect();
+                for t in tables.iter().filter(|t| is_plannable(t) && keep(t)) {
+                    assert_eq!(
+                        planned.iter().filter(|p| ***p == t.table).count(),
+                        1,
+                        "{}",
+                        t.table
+                    );
+                }
+                let _ = plan.refreshed(tables, &WriteRates::new());
+            }
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+        for group in &plan.slots {
+            let _ = group.totals();
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// A plan the planner builds is valid against its catalog, and
+        /// survives the trip through JSON.
+        #[test]
+        fn fuzz_built_plans_validate_and_round_trip(tables in catalog(), slots in 0_usize..8, filters in filters()) {
+            match Plan::build(&tables, &WriteRates::new(), slots, &filters) {
+                Ok(plan) => {
+                    prop_assert_eq!(plan.validate_against(&tables), Ok(()));
+                    let json = serde_json::to_string(&plan).unwrap();
+                    prop_assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+                }
+                Err(e) => prop_assert_eq!(e, PlanError::NoSlots),
+            }
+        }
+
+        /// A serialized plan with its text damaged: reading it fails with a
+        /// message or gives a plan whose validation does not panic.
+        #[test]
+        fn fuzz_mutated_plan_text(
+            tables in catalog(),
+            slots in 1_usize..5,
+            filters in filters(),
+            edits in proptest::collection::vec(text_edit(), 1..4),
+            pretty in any::<bool>(),
+        ) {
+            let plan = Plan::build(&tables, &WriteRates::new(), slots, &filters).unwrap();
+            let mut text = if pretty {
+                serde_json::to_string_pretty(&plan).unwrap()
+            } else {
+                serde_json::to_string(&plan).unwrap()
+            };
+            for (at, len, insert) in &edits {
+                let start = floor(&text, at.index(text.len() + 1));
+                let end = floor(&text, start + len).max(start);
+                text.replace_range(start..end, insert);
+            }
+            match serde_json::from_str::<Plan>(&text) {
+                Ok(read) => check_read_plan(&read, &tables),
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+
+        /// Arbitrary text and arbitrary JSON-ish text never panic the reader.
+        #[test]
+        fn fuzz_arbitrary_plan_text(
+            s in any::<String>(),
+            j in "[\\[\\]{}\",:0-9a-z_. ]{0,60}",
+        ) {
+            let _ = serde_json::from_str::<Plan>(&s);
+            if let Ok(plan) = serde_json::from_str::<Plan>(&format!("{{\"slots\":{j}}}")) {
+                check_read_plan(&plan, &[]);
+            }
+            let _ = serde_json::from_value::<QualifiedTable>(serde_json::Value::String(s.clone()));
+            let _ = serde_json::from_value::<TablePattern>(serde_json::Value::String(s));
+        }
+
+        /// Hand edits of a valid plan: each refusal names its culprit.
+        #[test]
+        fn fuzz_edited_plans_name_the_problem(
+            tables in catalog(),
+            slots in 1_usize..5,
+            edit in 0_u8..6,
+            pick in any::<proptest::sample::Index>(),
+            bad_name in "[A-Z -]{1,4}|[a-z]{1,3}__[a-z]|pgl_[a-z]{1,3}|[0-9][a-z]{0,3}|[a-z]{63,70}",
+            unknown in "zz[a-z]{1,5}",
+        ) {
+            let plan = Plan::build(&tables, &WriteRates::new(), slots, &Filters::default()).unwrap();
+            let planned: Vec<(usize, usize)> = plan
+                .slots
+                .iter()
+                .enumerate()
+                .flat_map(|(g, group)| (0..group.tables.len()).map(move |t| (g, t)))
+                .collect();
+            let mut edited = plan.clone();
+            let shown = match edit {
+                // A table planned twice.
+                0 if !planned.is_empty() => {
+                    let (g, t) = *pick.get(&planned);
+                    let copy = edited.slots[g].tables[t].clone();
+                    let other = (g + 1) % edited.slots.len();
+                    edited.slots[other].tables.push(copy.clone());
+                    copy.table.to_string()
+                }
+                // A table removed: it is missing.
+                1 if !planned.is_empty() => {
+                    let (g, t) = *pick.get(&planned);
+                    edited.slots[g].tables.remove(t).table.to_string()
+                }
+                // A slot renamed to something PostgreSQL, pglogical or DMS refuses.
+                2 => {
+                    let g = pick.index(edited.slots.len());
+                    edited.slots[g].slot = bad_name.clone();
+                    format!("{bad_name:?}")
+                }
+                // A table the source does not have.
+                3 => {
+                    let g = pick.index(edited.slots.len());
+                    let t = QualifiedTable::new("public", unknown.clone());
+                    edited.slots[g].tables.push(PlannedTable {
+                        table: t.clone(),
+                        has_identity_index: true,
+                        bytes: 0,
+                        facts: TableFacts::default(),
+                    });
+                    t.to_string()
+                }
+                // A slot name used twice.
+                4 if edited.slots.len() > 1 => {
+                    let name = edited.slots[0].slot.clone();
+                    edited.slots[1].slot = name.clone();
+                    name
+                }
+                // No slot at all.
+                _ => {
+                    edited.slots.clear();
+                    "at least one slot".to_owned()
+                }
+            };
+            let err = edited.validate_against(&tables);
+            match err {
+                Ok(()) => prop_assert!(false, "edit {} accepted: {:?}", edit, edited),
+                Err(e) => prop_assert!(
+                    e.to_string().contains(&shown),
+                    "edit {}: {:?} does not name {:?}",
+                    edit,
+                    e.to_string(),
+                    shown
+                ),
+            }
+        }
+    }
 }
