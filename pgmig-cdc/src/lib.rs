@@ -307,13 +307,15 @@ pub async fn run(
     let (pause_lsn, slots) = tokio::time::timeout(limit, preflight(source, target, opts))
         .await
         .map_err(|_| stalled("checking that CDC may start", limit))??;
-    // One run at a time takes its slots' locks: two runs started together
-    // cannot split the slots between them (each then refusing the other's),
-    // one gets them all and the other is refused.
+    // One run at a time creates the progress table and takes its slots'
+    // locks: two runs started together cannot split the slots between them
+    // (each then refusing the other's), one gets them all and the other is
+    // refused.
     let gate_client = tokio::time::timeout(limit + opts.lock_wait, async {
         let client = target.connect().await?;
-        progress::ensure_progress_table(&client).await?;
         worker::take_gate(&client, opts, &cancel).await?;
+        // Under the gate: two runs creating the table at once would collide.
+        progress::ensure_progress_table(&client).await?;
         Ok::<_, CdcError>(client)
     })
     .await

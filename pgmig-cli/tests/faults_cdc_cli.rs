@@ -8,7 +8,7 @@
 //!   source restarted (fast, then immediate) under `cdc --until-caught-up`;
 //! - a target table locked by another session: `cdc` waits, gives up after
 //!   `--lock-timeout` naming the session, and finishes once it is gone;
-//! - two `pgmig setup --yes` at once, and two `pgmig cdc` at once.
+//! - three `pgmig setup --yes` at once, and two `pgmig cdc` at once.
 //!
 //! Every scenario ends with source and target equal row for row. A source
 //! transaction applied twice would show: each one inserts a row into a
@@ -391,13 +391,52 @@ async fn two_setups_and_two_cdc_runs_at_once() {
     skip_unless_available!(pglogical);
     let lab = Lab3::start(DATA).await;
 
-    // Two setups at once: one waits for the other and finds its work done.
-    let (a, b) = tokio::join!(
-        lab.pgmig(&["setup", "--yes", "--slots", "2"]),
-        lab.pgmig(&["setup", "--yes", "--slots", "2"])
+    // Three setups at once: they take turns, the later ones find the work
+    // done; never two nodes, a set or slot made twice, or a half-made state.
+    // To line them up, pglogical's node table is locked until all three
+    // wait on it (each reads it to plan), then released: they go on from
+    // the same point, each having seen no node.
+    lab.source
+        .execute(&lab.db, "CREATE EXTENSION IF NOT EXISTS pglogical")
+        .await
+        .unwrap();
+    let blocker = lab.source.connect(&lab.db).await.unwrap();
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE pglogical.node IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let setup = ["setup", "--yes", "--slots", "2"];
+    let setups = [
+        spawn(lab.command(&setup)),
+        spawn(lab.command(&setup)),
+        spawn(lab.command(&setup)),
+    ];
+    let l = &lab;
+    wait_until(
+        "the three setups wait on the node table",
+        move || async move {
+            l.source_sql(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted \
+             AND relation = 'pglogical.node'::regclass",
+            )
+            .await
+            .parse::<i64>()
+            .unwrap()
+                >= 3
+        },
+    )
+    .await;
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    let [a, b, c] = setups;
+    let (a, b, c) = (
+        finish(a, "setup").await,
+        finish(b, "setup").await,
+        finish(c, "setup").await,
     );
-    assert_ok(&a, "the first of two setups");
-    assert_ok(&b, "the second of two setups");
+    for (o, which) in [(&a, "first"), (&b, "second"), (&c, "third")] {
+        assert_ok(o, &format!("the {which} of three setups at once"));
+        eprintln!("setup {which}:\n{}", text(o));
+    }
     for (sql, want) in [
         ("SELECT count(*) FROM pglogical.node", "1"),
         (
@@ -417,9 +456,10 @@ async fn two_setups_and_two_cdc_runs_at_once() {
         assert_eq!(
             lab.source_sql(sql).await,
             want,
-            "{sql}\n{}\n{}",
+            "{sql}\n{}\n{}\n{}",
             text(&a),
-            text(&b)
+            text(&b),
+            text(&c)
         );
     }
     assert_ok(&lab.pgmig(&["snapshot"]).await, "snapshot");
