@@ -387,7 +387,17 @@ async fn hostile_identifiers_through_every_command() {
         "0"
     );
 
-    assert_ok(&run(with(&["setup", "--yes"])).await, "setup");
+    // A node name with quotes, a space and unicode is bound, never spliced.
+    let node = "pgmig \"nœud\" it's";
+    assert_ok(
+        &run(with(&["setup", "--yes", "--node-name", node])).await,
+        "setup",
+    );
+    assert_eq!(
+        lab.source_sql("SELECT node_name::text FROM pglogical.node")
+            .await,
+        node
+    );
     let slots = lab
         .source_sql(
             "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE slot_type = 'logical'",
@@ -493,77 +503,115 @@ async fn hostile_identifiers_through_every_command() {
     assert_eq!(kept, names.tables().len() - 3, "{report}");
 
     // DMS files: valid JSON, one rule per table matching exactly that table.
-    let out_dir = dir.join("dms");
-    let o = run(with(&[
-        "--json",
-        "dms",
-        "generate",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--replication-instance-arn",
-        "arn:aws:dms:eu-west-1:123456789012:rep:NAMES",
-    ]))
-    .await;
-    assert_ok(&o, "dms generate");
-    let mut selected: Vec<(String, String)> = Vec::new();
-    let files = walk(&out_dir);
-    assert!(!files.is_empty());
-    for file in &files {
-        let content = std::fs::read_to_string(file).unwrap();
-        if file.extension().is_some_and(|e| e == "json") {
-            let doc: serde_json::Value = serde_json::from_str(&content)
-                .unwrap_or_else(|e| panic!("{}: {e}\n{content}", file.display()));
-            let mappings = if file.ends_with("table-mappings.json") {
-                Some(doc.clone())
-            } else {
-                None
-            };
-            if let Some(embedded) = doc.get("TableMappings") {
-                let embedded: serde_json::Value =
-                    serde_json::from_str(embedded.as_str().unwrap()).unwrap();
-                let beside = file.with_file_name("table-mappings.json");
-                let beside: serde_json::Value =
-                    serde_json::from_str(&std::fs::read_to_string(beside).unwrap()).unwrap();
-                assert_eq!(embedded, beside, "{}", file.display());
-            }
-            let Some(mappings) = mappings else { continue };
-            for rule in mappings["rules"].as_array().unwrap() {
-                if rule["rule-type"] != "selection" {
-                    continue;
-                }
-                let schema = rule["object-locator"]["schema-name"].as_str().unwrap();
-                let table = rule["object-locator"]["table-name"].as_str().unwrap();
-                let matched: Vec<&(String, String)> = match rule["rule-action"].as_str().unwrap() {
-                    "explicit" => all
-                        .iter()
-                        .filter(|(s, t)| s == schema && t == table)
-                        .collect(),
-                    "include" => all
-                        .iter()
-                        .filter(|(s, t)| dms_matches(schema, s) && dms_matches(table, t))
-                        .collect(),
-                    other => panic!("rule action {other} in {}", file.display()),
+    // Both selection styles: `include` (escaped wildcards) and `explicit`.
+    for selection in ["include", "explicit"] {
+        let out_dir = dir.join(format!("dms-{selection}"));
+        let o = run(with(&[
+            "--json",
+            "dms",
+            "generate",
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--replication-instance-arn",
+            "arn:aws:dms:eu-west-1:123456789012:rep:NAMES",
+            "--selection",
+            selection,
+        ]))
+        .await;
+        assert_ok(&o, &format!("dms generate --selection {selection}"));
+        let mut selected: Vec<(String, String)> = Vec::new();
+        let files = walk(&out_dir);
+        assert!(!files.is_empty());
+        for file in &files {
+            let content = std::fs::read_to_string(file).unwrap();
+            if file.extension().is_some_and(|e| e == "json") {
+                let doc: serde_json::Value = serde_json::from_str(&content)
+                    .unwrap_or_else(|e| panic!("{}: {e}\n{content}", file.display()));
+                let mappings = if file.ends_with("table-mappings.json") {
+                    Some(doc.clone())
+                } else {
+                    None
                 };
-                assert_eq!(
-                    matched.len(),
-                    1,
-                    "{}: rule {rule} matches {matched:?}",
-                    file.display()
-                );
-                selected.push(matched[0].clone());
+                if let Some(embedded) = doc.get("TableMappings") {
+                    let embedded: serde_json::Value =
+                        serde_json::from_str(embedded.as_str().unwrap()).unwrap();
+                    let beside = file.with_file_name("table-mappings.json");
+                    let beside: serde_json::Value =
+                        serde_json::from_str(&std::fs::read_to_string(beside).unwrap()).unwrap();
+                    assert_eq!(embedded, beside, "{}", file.display());
+                }
+                let Some(mappings) = mappings else { continue };
+                for rule in mappings["rules"].as_array().unwrap() {
+                    if rule["rule-type"] != "selection" {
+                        continue;
+                    }
+                    let schema = rule["object-locator"]["schema-name"].as_str().unwrap();
+                    let table = rule["object-locator"]["table-name"].as_str().unwrap();
+                    assert_eq!(rule["rule-action"], selection, "{rule}");
+                    let matched: Vec<&(String, String)> =
+                        match rule["rule-action"].as_str().unwrap() {
+                            "explicit" => all
+                                .iter()
+                                .filter(|(s, t)| s == schema && t == table)
+                                .collect(),
+                            "include" => all
+                                .iter()
+                                .filter(|(s, t)| dms_matches(schema, s) && dms_matches(table, t))
+                                .collect(),
+                            other => panic!("rule action {other} in {}", file.display()),
+                        };
+                    assert_eq!(
+                        matched.len(),
+                        1,
+                        "{}: rule {rule} matches {matched:?}",
+                        file.display()
+                    );
+                    selected.push(matched[0].clone());
+                }
             }
         }
+        selected.sort();
+        let mut expected = names.tables();
+        expected.sort();
+        assert_eq!(selected, expected, "every table selected exactly once");
+        let long_task = format!("pgmig-{}", long_slot.replace('_', "-"));
+        assert!(
+            files
+                .iter()
+                .any(|f| f.to_string_lossy().contains(&long_task)),
+            "{files:?}"
+        );
     }
-    selected.sort();
-    let mut expected = names.tables();
-    expected.sort();
-    assert_eq!(selected, expected, "every table selected exactly once");
-    let long_task = format!("pgmig-{}", long_slot.replace('_', "-"));
-    assert!(
-        files
-            .iter()
-            .any(|f| f.to_string_lossy().contains(&long_task)),
-        "{files:?}"
+
+    // Hostile names given on the command line are refused, changing nothing.
+    let slots_before = lab
+        .source_sql("SELECT string_agg(slot_name || confirmed_flush_lsn::text, ',') FROM pg_replication_slots")
+        .await;
+    for slot in ["dms\"slot", "dms_slot_01'; --", "Dms_slot_01"] {
+        let o = run(with(&["cdc", "--until-caught-up", "--slot", slot])).await;
+        let out = assert_exit(&o, 2, &format!("cdc --slot {slot:?}"));
+        assert!(out.contains("slot"), "{out}");
+    }
+    for prefix in ["pg__mig", "pg mig", "pgmig\"x", "9lives"] {
+        let o = run(with(&[
+            "dms",
+            "generate",
+            "--out",
+            dir.join("bad-dms").to_str().unwrap(),
+            "--replication-instance-arn",
+            "arn:aws:dms:eu-west-1:123456789012:rep:NAMES",
+            "--prefix",
+            prefix,
+        ]))
+        .await;
+        let out = assert_exit(&o, 2, &format!("dms generate --prefix {prefix:?}"));
+        assert!(out.contains(&format!("--prefix {prefix:?}")), "{out}");
+    }
+    assert!(!dir.join("bad-dms").exists());
+    assert_eq!(
+        lab.source_sql("SELECT string_agg(slot_name || confirmed_flush_lsn::text, ',') FROM pg_replication_slots")
+            .await,
+        slots_before
     );
 
     // CDC over the hostile names.

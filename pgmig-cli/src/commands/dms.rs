@@ -262,6 +262,15 @@ async fn generate_cmd(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
         ))
         .into());
     }
+    // Every task and endpoint identifier starts with the prefix: refused
+    // before anything is read or measured.
+    if let Err(e) = pgmig_dms::DmsIdentifier::from_parts(&[&args.prefix]) {
+        return Err(UsageError(format!(
+            "invalid --prefix {:?}: {} (each _ is spelled - in DMS identifiers)",
+            args.prefix, e.reason
+        ))
+        .into());
+    }
     let settings = Settings::load(global)?;
     let target = connect(&settings, ServerRole::Target).await?;
     let record = state::load_migration(&target).await?.ok_or_else(|| {
