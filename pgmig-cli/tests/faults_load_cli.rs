@@ -43,21 +43,26 @@ const CHUNK: &str = "256kB";
 /// The advisory lock key of the gate.
 const GATE: i64 = 4242;
 
-/// A statement trigger on the target's `public.items` that waits for the
-/// test's advisory lock [`GATE`] (held exclusively by the test to stop
-/// every chunk of `items` at its start), then sleeps `sleep` seconds.
-fn gate_sql(sleep: f64) -> String {
+/// A statement trigger on the target's `table` that waits for the test's
+/// advisory lock [`GATE`] (held exclusively by the test to stop every chunk
+/// of the table at its start), then sleeps `sleep` seconds.
+fn gate_on_sql(table: &str, sleep: f64) -> String {
     format!(
         "CREATE FUNCTION public.test_gate() RETURNS trigger LANGUAGE plpgsql AS $$ \
          BEGIN PERFORM pg_advisory_lock_shared({GATE}); PERFORM pg_advisory_unlock_shared({GATE}); \
          PERFORM pg_sleep({sleep}); RETURN NULL; END $$; \
-         CREATE TRIGGER test_gate BEFORE INSERT ON public.items \
+         CREATE TRIGGER test_gate BEFORE INSERT ON {table} \
          FOR EACH STATEMENT EXECUTE FUNCTION public.test_gate()"
     )
 }
 
-const DROP_GATE: &str =
-    "DROP TRIGGER IF EXISTS test_gate ON public.items; DROP FUNCTION IF EXISTS public.test_gate()";
+/// [`gate_on_sql`] on `public.items`.
+fn gate_sql(sleep: f64) -> String {
+    gate_on_sql("public.items", sleep)
+}
+
+const DROP_GATE: &str = "DROP TRIGGER IF EXISTS test_gate ON public.items; \
+     DROP TRIGGER IF EXISTS test_gate ON public.big; DROP FUNCTION IF EXISTS public.test_gate()";
 
 /// Runs `cmd` to the end, failing the test if it takes longer than
 /// [`WAIT`] (a hang).
@@ -77,11 +82,9 @@ async fn wait_child(child: Child, what: &str) -> Output {
 }
 
 /// `pgmig load` with the replica and the target reached through proxies.
-fn load_via(lab: &Lab3, replica: &Proxy, target: &Proxy, extra: &[&str]) -> Command {
-    let mut args = vec!["load", "--jobs", "1", "--chunk-size", CHUNK];
-    args.extend_from_slice(extra);
+fn load_via(lab: &Lab3, replica: &Proxy, target: &Proxy, chunk: &str) -> Command {
     lab.command_with(
-        &args,
+        &["load", "--jobs", "1", "--chunk-size", chunk],
         &lab.source.conninfo(&lab.db),
         &replica.conninfo(&lab.db),
         &target.conninfo(&lab.target_db),
@@ -140,7 +143,12 @@ async fn gate_waiters(lab: &Lab3) -> i64 {
 /// the target, every copy task done once, and the rows each table's tasks
 /// recorded add up to the rows on the target (no chunk loaded twice).
 async fn assert_loaded_once(lab: &Lab3) {
-    for table in TABLES {
+    assert_tables_loaded_once(lab, &TABLES).await;
+}
+
+/// [`assert_loaded_once`] for the given tables.
+async fn assert_tables_loaded_once(lab: &Lab3, tables: &[&str]) {
+    for &table in tables {
         lab.assert_replica_equals_target(table).await;
         let (schema, name) = table.split_once('.').unwrap();
         let recorded = lab
@@ -167,10 +175,23 @@ async fn assert_loaded_once(lab: &Lab3) {
     );
 }
 
-/// A lab with the data, `setup`, `snapshot` and `schema` done.
+/// A lab with the data, `setup`, `snapshot` and `schema` done (the
+/// snapshot once the replica replayed the slot's creation: a snapshot
+/// paused before it is refused, rightly).
 async fn lab_at_schema() -> Lab3 {
-    let lab = Lab3::start(DATA).await;
-    lab.setup_to_schema("1").await;
+    lab_with_at_schema(DATA).await
+}
+
+/// [`lab_at_schema`] with other data.
+async fn lab_with_at_schema(data: &str) -> Lab3 {
+    let lab = Lab3::start(data).await;
+    assert_ok(
+        &lab.pgmig(&["setup", "--yes", "--slots", "1"]).await,
+        "setup",
+    );
+    lab.wait_replayed().await;
+    assert_ok(&lab.pgmig(&["snapshot"]).await, "snapshot");
+    assert_ok(&lab.pgmig(&["schema", "--no-owner"]).await, "schema");
     lab
 }
 
@@ -195,8 +216,9 @@ async fn network_cut_and_stall_mid_chunk_then_rerun_finishes_equal() {
     // Replica cut ~1.5 MB into the COPY traffic: mid-chunk (chunks are
     // 256 kB, the table ~7 MB).
     replica.cut_after_bytes(replica.bytes_forwarded() + 1_500_000);
-    let out = finish(load_via(&lab, &replica, &target, &[]), "replica cut").await;
+    let out = finish(load_via(&lab, &replica, &target, CHUNK), "replica cut").await;
     let msg = assert_exit(&out, 3, "load with the replica connection cut");
+    eprintln!("{msg}");
     assert_eq!(replica.cuts(), 1, "the cut happened\n{msg}");
     assert!(msg.contains("copy chunk"), "{msg}");
     assert!(msg.contains("public.items"), "{msg}");
@@ -209,8 +231,9 @@ async fn network_cut_and_stall_mid_chunk_then_rerun_finishes_equal() {
 
     // Target cut ~1.5 MB further into its traffic.
     target.cut_after_bytes(target.bytes_forwarded() + 1_500_000);
-    let out = finish(load_via(&lab, &replica, &target, &[]), "target cut").await;
+    let out = finish(load_via(&lab, &replica, &target, CHUNK), "target cut").await;
     let msg = assert_exit(&out, 3, "load with the target connection cut");
+    eprintln!("{msg}");
     assert_eq!(target.cuts(), 1, "the cut happened\n{msg}");
     assert!(msg.contains("on the target"), "{msg}");
     let after_target_cut = done_copies(&lab).await;
@@ -222,7 +245,7 @@ async fn network_cut_and_stall_mid_chunk_then_rerun_finishes_equal() {
     // Stalls: the watchdog (5 s here) gives up instead of waiting forever.
     for (proxy, role) in [(&replica, "replica"), (&target, "target")] {
         let before = done_copies(&lab).await;
-        let mut cmd = load_via(&lab, &replica, &target, &[]);
+        let mut cmd = load_via(&lab, &replica, &target, CHUNK);
         cmd.env("PGMIG_LOAD_STALL_TIMEOUT", "5")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -235,6 +258,7 @@ async fn network_cut_and_stall_mid_chunk_then_rerun_finishes_equal() {
         let out = wait_child(child, "stalled load").await;
         proxy.resume();
         let msg = assert_exit(&out, 3, &format!("load with the {role} stalled"));
+        eprintln!("{msg}");
         assert!(
             msg.contains(&format!("no answer from the {role} for 5 s")),
             "{msg}"
@@ -251,6 +275,64 @@ async fn network_cut_and_stall_mid_chunk_then_rerun_finishes_equal() {
     let out = finish(lab.command(&["load", "--jobs", "2"]), "rerun").await;
     assert_ok(&out, "load after the network faults");
     assert_loaded_once(&lab).await;
+}
+
+/// 1b. The replica connection cut while the replica is still sending a
+///     chunk: the gate holds the target, so pgmig stops reading and the
+///     replica blocks writing (`ClientWrite`) in the middle of the chunk's
+///     COPY; then the cut. The load fails naming the chunk's COPY on the
+///     replica, commits nothing of it, and a rerun finishes equal.
+#[tokio::test(flavor = "multi_thread")]
+async fn replica_cut_in_the_middle_of_a_copy_stream_then_rerun_finishes_equal() {
+    skip_unless_available!(pglogical);
+    // One 64 MB chunk: more than every buffer between the replica and
+    // pgmig holds, so the replica is still sending when the cut comes.
+    let data = format!(
+        "{DATA} CREATE TABLE public.big (id bigint PRIMARY KEY, note text); \
+         INSERT INTO public.big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 400000) g;"
+    );
+    let lab = lab_with_at_schema(&data).await;
+    lab.target
+        .execute(&lab.target_db, &gate_on_sql("public.big", 0.0))
+        .await
+        .unwrap();
+    let replica = Proxy::start(&lab.replica).await.unwrap();
+    let target = Proxy::start(&lab.target).await.unwrap();
+    let gate = lab.target.connect(&lab.target_db).await.unwrap();
+    gate.execute("SELECT pg_advisory_lock($1)", &[&GATE])
+        .await
+        .unwrap();
+    let mut cmd = load_via(&lab, &replica, &target, "1GB");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn pgmig load");
+    wait_until("the replica blocked sending a chunk", || async {
+        lab.replica
+            .query_one_string(
+                &lab.db,
+                "SELECT count(*)::text FROM pg_stat_activity WHERE state = 'active' \
+                 AND wait_event = 'ClientWrite' AND query LIKE 'COPY %TO STDOUT%'",
+            )
+            .await
+            .unwrap()
+            == "1"
+    })
+    .await;
+    replica.cut();
+    gate.execute("SELECT pg_advisory_unlock($1)", &[&GATE])
+        .await
+        .unwrap();
+    let out = wait_child(child, "load with the replica cut mid-stream").await;
+    let msg = assert_exit(&out, 3, "load with the replica cut mid-stream");
+    eprintln!("{msg}");
+    assert!(
+        msg.contains("copy chunk 1 of 1 of public.big failed on the replica"),
+        "{msg}"
+    );
+    assert_eq!(done_copies(&lab).await, 0, "nothing of the chunk committed");
+    lab.target.execute(&lab.target_db, DROP_GATE).await.unwrap();
+    let out = finish(lab.command(&["load", "--jobs", "2"]), "rerun").await;
+    assert_ok(&out, "load after the cut");
+    assert_tables_loaded_once(&lab, &["public.items", "public.small", "public.big"]).await;
 }
 
 /// 2. The target stopped with a fast shutdown, then with an immediate one
@@ -278,6 +360,7 @@ async fn target_restarted_fast_and_immediate_then_rerun_finishes_equal() {
         let out = wait_child(child, "load with the target down").await;
         lab.target.start().await.unwrap();
         let msg = assert_exit(&out, 3, &format!("load with the target stopped ({mode:?})"));
+        eprintln!("{msg}");
         assert!(msg.contains("target"), "{msg}");
         assert!(
             done_copies(&lab).await < copy_tasks(&lab).await,
@@ -329,6 +412,7 @@ async fn replica_restarted_during_load_is_noticed_and_nothing_torn_is_committed(
         "replay moved past P"
     );
     let out = wait_child(child, "load with the replica restarted").await;
+    eprintln!("{}", text(&out));
     assert!(
         matches!(out.status.code(), Some(1 | 3)),
         "the load stops\n{}",
@@ -343,6 +427,7 @@ async fn replica_restarted_during_load_is_noticed_and_nothing_torn_is_committed(
 
     let out = finish(lab.command(&["load", "--jobs", "2"]), "rerun").await;
     let msg = assert_exit(&out, 1, "load on a replica that moved past P");
+    eprintln!("{msg}");
     assert!(
         msg.contains(&format!("no longer frozen at P = {p}")),
         "{msg}"
@@ -418,6 +503,7 @@ async fn lock_held_on_a_target_table_fails_naming_the_blocker_then_rerun_finishe
         )
         .await;
         let msg = assert_exit(&out, 3, &format!("load blocked by {mode}"));
+        eprintln!("{msg}");
         assert!(msg.contains(blocked), "{msg}");
         assert!(
             msg.contains("waited 2 s (--lock-timeout) for a lock on public.items"),
@@ -458,6 +544,7 @@ async fn target_out_of_disk_forced_then_rerun_after_freeing_finishes() {
     )
     .await;
     let msg = assert_exit(&out, 3, "load into a full target");
+    eprintln!("{msg}");
     assert!(msg.contains("the target is out of disk space"), "{msg}");
     assert!(msg.contains("copy chunk"), "{msg}");
     assert!(msg.contains("of public.items"), "{msg}");
@@ -592,6 +679,7 @@ async fn target_out_of_disk_on_a_small_tablespace_then_rerun_after_growing_finis
     )
     .await;
     let msg = assert_exit(&out, 3, "load into a full tablespace");
+    eprintln!("{msg}");
     assert!(msg.contains("the target is out of disk space"), "{msg}");
     assert!(msg.contains("of public.items"), "{msg}");
     let done = done_copies(&lab).await;
