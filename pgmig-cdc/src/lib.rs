@@ -82,8 +82,10 @@ pub struct CdcOptions {
     pub lock_wait: Duration,
     /// How long one statement on the target waits for a lock held by
     /// another session (the target's `lock_timeout`) before the batch is
-    /// rolled back and the run fails naming the sessions that hold it;
-    /// zero waits without limit. Default: 60 s.
+    /// rolled back and the run fails naming the sessions that hold it.
+    /// Zero sets no `lock_timeout`: a wait longer than `stall_timeout` then
+    /// counts as a stall (the batch is retried on a new connection until
+    /// `reconnect_timeout`). Default: 60 s.
     pub lock_timeout: Duration,
     /// How long a worker waits for any answer from the source or the
     /// target (a connect, the next row of a slot read, a window of applied

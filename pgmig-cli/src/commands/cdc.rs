@@ -43,7 +43,8 @@ pub struct CdcArgs {
     pub reconnect_timeout: u64,
     /// Seconds a change waits for a lock held by another session on the
     /// target before the batch is rolled back and cdc stops, naming the
-    /// sessions that hold it (0: wait without limit).
+    /// sessions that hold it (0: no lock timeout; the wait is then bounded
+    /// by --stall-timeout and --reconnect-timeout).
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub lock_timeout: u64,
     /// Seconds without any answer from the source or the target (plus
