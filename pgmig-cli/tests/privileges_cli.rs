@@ -234,6 +234,24 @@ async fn least_privileged_roles_migrate_and_each_missing_privilege_is_named() {
         "0"
     );
     assert_eq!(replica_paused(&lab).await, "false");
+    //    `pgmig setup` on its own refuses before its first change too.
+    let o = pgmig_as(&lab, &LEAST, &["setup", "--yes", "--slots", "1"]).await;
+    assert_refused(
+        &o,
+        1,
+        "setup without REPLICATION",
+        &[
+            "the source role lacks what `pgmig setup` needs, so nothing was changed",
+            "the REPLICATION privilege",
+            "ALTER ROLE \"mig_src\" WITH REPLICATION;",
+        ],
+    );
+    assert_eq!(source_objects(&lab).await, "0 nodes, 0 slots");
+    assert_eq!(
+        lab.target_sql("SELECT count(*)::text FROM pg_namespace WHERE nspname = 'pgmig'")
+            .await,
+        "0"
+    );
     lab.source
         .execute(&lab.db, "ALTER ROLE mig_src REPLICATION")
         .await

@@ -1,6 +1,6 @@
 //! The error type of pgmig-pglogical.
 
-use pgmig_core::{ErrorKind, Lsn};
+use pgmig_core::{ErrorKind, Lsn, ServerRole};
 
 use crate::decoder::{DecodeError, TransactionError};
 use crate::message::RawChange;
@@ -238,6 +238,21 @@ pub enum Refusal {
         slot: String,
         /// The consuming backend.
         pid: Option<i32>,
+    },
+    /// The connected role lacks privileges the step needs; nothing was
+    /// changed. `pgmig check` lists the same, with every other server's.
+    #[error(
+        "the {server} role lacks what `pgmig {step}` needs, so nothing was changed: {summary}\nfix: {fix}"
+    )]
+    MissingPrivileges {
+        /// The server.
+        server: ServerRole,
+        /// The pgmig command.
+        step: &'static str,
+        /// Each missing privilege, named.
+        summary: String,
+        /// The statements that grant them.
+        fix: String,
     },
     /// The paused replica's copy of pglogical's catalogs does not show the
     /// planned membership: it was not committed before P.

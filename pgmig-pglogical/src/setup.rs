@@ -261,6 +261,7 @@ async fn setup_locked(
 ) -> Result<SetupReport, Error> {
     // Wiring and validation first: nothing changes when they fail.
     let source_sysid = check_wiring(source, target).await?;
+    crate::preflight::require_privileges_for_setup(source).await?;
     let statements = plan_setup(source, plan, opts).await?;
     let database = source_database(source).await?;
     let migration = state::init_migration(target, source_sysid, &database, plan).await?;

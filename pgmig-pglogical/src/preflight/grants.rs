@@ -374,6 +374,50 @@ pub(crate) async fn source_finding(client: &impl GenericClient) -> Result<Findin
     })
 }
 
+/// Refuses when the source role lacks a privilege `pgmig setup` needs.
+pub(crate) async fn require_for_setup(
+    client: &impl GenericClient,
+) -> std::result::Result<(), crate::Error> {
+    let role = RoleInfo::query(client).await?;
+    if role.superuser {
+        return Ok(());
+    }
+    let version = ServerVersion::query(client).await?;
+    let pglogical = client
+        .query_opt(PGLOGICAL_SQL, &[])
+        .await
+        .map_err(Error::query(
+            "read the role's privileges on schema pglogical",
+        ))?
+        .map(|r| (r.get::<_, bool>(0), r.get::<_, Vec<String>>(1)));
+    let missing: Vec<Missing> = judge_source(&role, version, pglogical, &Unreadable::default())
+        .into_iter()
+        .filter(|m| m.needed_by.contains("setup"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::Refusal::MissingPrivileges {
+        server: ServerRole::Source,
+        step: "setup",
+        summary: format!(
+            "role {} lacks {}",
+            role.name,
+            missing
+                .iter()
+                .map(|m| m.privilege.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        fix: missing
+            .iter()
+            .map(|m| m.fix.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+    .into())
+}
+
 /// The replay control functions of this version.
 fn replay_functions(version: ServerVersion) -> [&'static str; 2] {
     if version.major() >= Major::V10 {

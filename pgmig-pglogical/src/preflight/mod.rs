@@ -56,6 +56,18 @@ pub async fn check_source_privileges(source: &impl GenericClient) -> Result<Find
     grants::source_finding(source).await
 }
 
+/// Refuses (with [`Refusal::MissingPrivileges`](crate::error::Refusal))
+/// when the source role lacks a privilege `pgmig setup` needs —
+/// `REPLICATION`, `USAGE` on schema `pglogical`, `SELECT` on its tables —
+/// so setup stops before its first change instead of after creating the
+/// node and sets. Privileges only later commands need are left to them and
+/// to `pgmig check`.
+pub async fn require_privileges_for_setup(
+    source: &impl GenericClient,
+) -> std::result::Result<(), crate::Error> {
+    grants::require_for_setup(source).await
+}
+
 /// The `replica.privileges` finding alone: `EXECUTE` on the replay pause
 /// and resume functions, `SELECT` on every table and sequence, `BYPASSRLS`
 /// where row-level security applies (the grants run on the primary).
