@@ -140,27 +140,24 @@ fn shown(names: &[String]) -> String {
 /// `GRANT pg_read_all_data` from 14, per-schema grants before.
 fn read_all_fix(role: &str, version: ServerVersion, schemas: &[String], where_: &str) -> String {
     if version.major() >= Major::V14 {
-        format!("run {where_} as a superuser:\n  GRANT pg_read_all_data TO {role};")
-    } else {
-        let mut text = format!("run {where_} as a superuser:");
-        let mut listed: Vec<&String> = schemas.iter().collect();
-        if listed.is_empty() {
-            return format!(
-                "run {where_} as a superuser, for each schema of the migration:\n  GRANT USAGE ON SCHEMA <schema> TO {role};\n  \
-                 GRANT SELECT ON ALL TABLES IN SCHEMA <schema> TO {role};\n  \
-                 GRANT SELECT ON ALL SEQUENCES IN SCHEMA <schema> TO {role};"
-            );
-        }
-        listed.dedup();
-        for s in listed {
-            let s = quote_ident(s);
-            text.push_str(&format!(
-                "\n  GRANT USAGE ON SCHEMA {s} TO {role};\n  GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {role};\n  \
-                 GRANT SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {role};"
-            ));
-        }
-        text
+        return format!("run {where_} as a superuser:\n  GRANT pg_read_all_data TO {role};");
     }
+    if schemas.is_empty() {
+        return format!(
+            "run {where_} as a superuser, for each schema of the migration:\n  GRANT USAGE ON SCHEMA <schema> TO {role};\n  \
+             GRANT SELECT ON ALL TABLES IN SCHEMA <schema> TO {role};\n  \
+             GRANT SELECT ON ALL SEQUENCES IN SCHEMA <schema> TO {role};"
+        );
+    }
+    let mut text = format!("run {where_} as a superuser:");
+    for s in schemas {
+        let s = quote_ident(s);
+        text.push_str(&format!(
+            "\n  GRANT USAGE ON SCHEMA {s} TO {role};\n  GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {role};\n  \
+             GRANT SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {role};"
+        ));
+    }
+    text
 }
 
 /// The schema of a quoted `schema.name` as read from the catalog.
@@ -329,7 +326,8 @@ pub(crate) fn judge_source(
         role,
         version,
         unreadable,
-        "schema (pg_dump locks and reads every table), verify --against source, cutover",
+        "schema (pg_dump locks and reads every table), verify --against source, cutover, \
+         dms generate (measures LOB sizes)",
         "on the source",
     ));
     out
