@@ -51,9 +51,11 @@ impl RawChange {
 fn decode_kind(data: &str) -> Result<Message, DecodeErrorKind> {
     match Object::parse(data, "") {
         Ok(object) => {
-            // A backslash in the relation is part of a name, not an escape.
-            if object.raw("relation").is_some_and(|r| r.contains('\\'))
-                && let Some(repaired) = relation::repair(data)
+            // A backslash in the relation is part of a name, not an escape;
+            // a `","` in a name makes more than two strings.
+            if object.raw("relation").is_some_and(|r| {
+                r.contains('\\') || strings_of(r).is_some_and(|parts| parts.len() > 2)
+            }) && let Some(repaired) = relation::repair(data)
             {
                 let repaired = repaired?;
                 return decode_object(&repaired.text, Object::parse(&repaired.text, "")?);

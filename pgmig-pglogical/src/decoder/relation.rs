@@ -4,9 +4,10 @@
 //! `{"action":"I","relation":["<schema>","<table>"]…`, the names verbatim.
 //! A name holding `"` makes the message invalid JSON
 //! (`["bad"sch","back\slash"]` was seen for real); a name holding `\` may
-//! even parse, as the wrong name. So whenever the strict parse fails, or the
-//! relation text holds a backslash, the names are read positionally instead,
-//! byte for byte: every split of the text after the fixed prefix into
+//! even parse, as the wrong name, and one holding `","` may parse as more
+//! than two strings. So whenever the strict parse fails, or the relation
+//! text holds a backslash or more than two strings, the names are read
+//! positionally instead, byte for byte: every split of the text after the fixed prefix into
 //! schema `","` table `"]` rest is tried (names are at most 63 bytes), the
 //! names are re-escaped, and the split is accepted only if it is the one
 //! and only split that makes the whole message valid JSON.
