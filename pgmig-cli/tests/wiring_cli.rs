@@ -517,6 +517,49 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
     );
     // The right wiring still works to the end.
     assert_ok(&w.pgmig(&["load", "--jobs", "2"], &right).await, "load");
+
+    // 9. cdc, cutover and cleanup against another source, or with source
+    // and target swapped: refused before anything changes.
+    let before = w.catalogs().await;
+    let other_source = Conns {
+        source: w.other.conninfo(&w.other_db),
+        replica: w.other_replica.conninfo(&w.other_db),
+        ..w.right()
+    };
+    let swapped = Conns {
+        source: right.target.clone(),
+        replica: right.replica.clone(),
+        target: right.source.clone(),
+    };
+    for (name, conns) in [("another source", &other_source), ("swapped", &swapped)] {
+        for cmd in [
+            &["cdc", "--until-caught-up"] as &[&str],
+            &["cutover"],
+            &["cleanup", "--yes"],
+        ] {
+            let o = w.pgmig(cmd, conns).await;
+            let out = text(&o);
+            if name == "swapped" && cmd[0] == "cleanup" {
+                // The "target" holds no pgmig state: nothing to drop, and
+                // nothing is dropped.
+                assert_eq!(o.status.code(), Some(0), "{cmd:?}, {name}\n{out}");
+                assert!(out.contains("nothing to clean up"), "{out}");
+                continue;
+            }
+            assert_eq!(o.status.code(), Some(2), "{cmd:?}, {name}\n{out}");
+            let needle = if name == "swapped" {
+                "no migration"
+            } else {
+                "migration from"
+            };
+            assert!(out.contains(needle), "{cmd:?}, {name}: {needle:?}\n{out}");
+        }
+    }
+    assert_eq!(
+        w.catalogs().await,
+        before,
+        "cdc/cutover/cleanup wired wrong: a server changed"
+    );
     for t in ["\"Sales\".\"Orders\"", "public.accounts"] {
         l.assert_replica_equals_target(t).await;
     }

@@ -183,6 +183,7 @@ pub async fn run(global: &GlobalArgs, args: &CdcArgs) -> anyhow::Result<Outcome>
         print_dry_run(&statements, global.json)?;
         return Ok(Outcome::Success);
     }
+    refuse_other_source(&settings).await?;
     let cancel = CancellationToken::new();
     let work = run_cdc(
         &source,
@@ -255,6 +256,7 @@ pub async fn cutover(global: &GlobalArgs, args: &CutoverArgs) -> anyhow::Result<
         );
         return Ok(Outcome::Success);
     }
+    refuse_other_source(&settings).await?;
     let opts = CdcOptions {
         batch_changes: args.batch.max(1),
         ..CdcOptions::default()
@@ -376,4 +378,52 @@ pub async fn cutover(global: &GlobalArgs, args: &CutoverArgs) -> anyhow::Result<
     } else {
         Outcome::CheckFailed
     })
+}
+
+/// Refuses a source that is not the one the target's migration records (a
+/// wiring mistake: another server, or source and target swapped) before
+/// any slot is read or anything is written. A target without a migration is
+/// left to the step itself, which says to run `pgmig setup` first, and so
+/// is a server that cannot be reached yet (the step reconnects).
+async fn refuse_other_source(settings: &Settings) -> anyhow::Result<()> {
+    use pgmig_pglogical::{Error, Refusal};
+    // A server that cannot be reached now is left to the step's own
+    // reconnecting; the check runs whenever both answer.
+    let reach = |role| tokio::time::timeout(Duration::from_secs(10), connect(settings, role));
+    let (Ok(Ok(source)), Ok(Ok(target))) = (
+        reach(ServerRole::Source).await,
+        reach(ServerRole::Target).await,
+    ) else {
+        return Ok(());
+    };
+    let source_id = pgmig_core::admin::system_identifier(&source).await?;
+    if pgmig_core::admin::system_identifier(&target).await? == source_id {
+        return Err(Error::from(Refusal::TargetIsSource {
+            system_identifier: source_id,
+        })
+        .into());
+    }
+    let Some(m) = state::load_migration(&target).await? else {
+        return Ok(());
+    };
+    if m.source_system_identifier != source_id {
+        return Err(Error::from(Refusal::StateOfOtherSource {
+            recorded: m.source_system_identifier,
+            source_id,
+        })
+        .into());
+    }
+    let database: String = source
+        .query_one("SELECT current_database()::text", &[])
+        .await?
+        .get(0);
+    if m.source_database != database {
+        return Err(UsageError(format!(
+            "the target's migration is from database {:?}, but --source names database {database:?}: \
+             point --source at the migration's source database",
+            m.source_database
+        ))
+        .into());
+    }
+    Ok(())
 }
