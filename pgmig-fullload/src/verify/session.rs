@@ -20,11 +20,14 @@ use super::VerifyError;
 /// - `search_path`: `pg_catalog` only, so `regclass` and friends print
 ///   schema-qualified names and every function verification calls is the
 ///   built-in one;
+/// - `row_security`: off, so a table whose row-level security would hide
+///   rows from the connected role fails to verify (permission denied)
+///   instead of comparing the subset the role sees;
 /// - no statement timeout, and read-only transactions.
 pub const SESSION_SQL: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
      SET TimeZone = 'UTC'; SET bytea_output = 'hex'; SET extra_float_digits = 3; \
-     SET lc_monetary = 'C'; SET search_path = pg_catalog; SET statement_timeout = 0; \
-     SET default_transaction_read_only = on";
+     SET lc_monetary = 'C'; SET search_path = pg_catalog; SET row_security = off; \
+     SET statement_timeout = 0; SET default_transaction_read_only = on";
 
 /// Connects to one side and pins [`SESSION_SQL`].
 pub(crate) async fn connect(conn: &ConnConfig, side: &str) -> Result<Client, VerifyError> {
