@@ -217,6 +217,27 @@ async fn urls_carry_sslmode_and_sslrootcert() {
     };
 
     assert!(connect_ok(&url("localhost", &tls.ca_cert, "verify-full")).await);
+
+    // Pools (the load's connections) verify the same way.
+    let pooled = ConnConfig::parse(&url("localhost", &tls.ca_cert, "verify-full")).unwrap();
+    let conn = pooled
+        .pool(2)
+        .unwrap()
+        .get()
+        .await
+        .expect("pooled TLS connection");
+    assert!(session_is_tls(&conn).await);
+    let wrong = ConnConfig::parse(&url("localhost", &tls.other_ca_cert, "verify-full")).unwrap();
+    let err = wrong
+        .pool(2)
+        .unwrap()
+        .get()
+        .await
+        .err()
+        .expect("the other CA is refused");
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("UnknownIssuer"), "{shown}");
+    assert!(!shown.contains(SECRET), "{shown}");
     assert!(connect_ok(&url("127.0.0.1", &tls.ca_cert, "verify-ca")).await);
 
     let err = connect_err(&url("localhost", &tls.other_ca_cert, "verify-full")).await;
