@@ -228,13 +228,9 @@ async fn urls_carry_sslmode_and_sslrootcert() {
         .expect("pooled TLS connection");
     assert!(session_is_tls(&conn).await);
     let wrong = ConnConfig::parse(&url("localhost", &tls.other_ca_cert, "verify-full")).unwrap();
-    let err = wrong
-        .pool(2)
-        .unwrap()
-        .get()
-        .await
-        .err()
-        .expect("the other CA is refused");
+    let Err(err) = wrong.pool(2).unwrap().get().await else {
+        panic!("the other CA is refused");
+    };
     let shown = format!("{err} {err:?}");
     assert!(shown.contains("UnknownIssuer"), "{shown}");
     assert!(!shown.contains(SECRET), "{shown}");
