@@ -219,6 +219,7 @@ pub(super) async fn dump(
     for line in listing.lines() {
         match TocEntry::parse(line) {
             Some(entry) if !opts.with_pglogical && entry.is_pglogical() => left_out.push(entry),
+            Some(entry) if entry.is_builtin_acl() => left_out.push(entry),
             _ => {
                 kept_list.push_str(line);
                 kept_list.push('\n');

@@ -128,6 +128,16 @@ impl TocEntry {
         }
     }
 
+    /// Whether the entry grants or revokes privileges on a built-in object
+    /// (`ACL pg_catalog FUNCTION pg_wal_replay_pause() …`): that is the
+    /// source server's administration — e.g. the maintenance replica's
+    /// role allowed to pause replay — not the database's schema, and on the
+    /// target it would fail (a managed target's admin is no superuser, and
+    /// the grantee may not exist there).
+    pub fn is_builtin_acl(&self) -> bool {
+        self.kind == "ACL" && self.schema.as_deref() == Some("pg_catalog")
+    }
+
     /// `INDEX public orders_pkey`, for notes and listings.
     pub fn describe(&self) -> String {
         match &self.schema {
@@ -193,6 +203,17 @@ mod tests {
                 .map(|e| (e.kind.as_str(), e.schema.as_deref(), e.name.as_str()));
             assert_eq!(got, *want, "{line:?}");
         }
+    }
+
+    #[test]
+    fn recognises_grants_on_builtin_objects() {
+        let acl = |line: &str| TocEntry::parse(line).unwrap().is_builtin_acl();
+        assert!(acl(
+            "4012; 0 0 ACL pg_catalog FUNCTION pg_wal_replay_pause() postgres"
+        ));
+        assert!(!acl("4013; 0 0 ACL public TABLE orders app"));
+        assert!(!acl("4014; 0 0 ACL - SCHEMA public pg_database_owner"));
+        assert!(!acl("3301; 2606 16400 CONSTRAINT pg_catalog x y postgres"));
     }
 
     #[test]
