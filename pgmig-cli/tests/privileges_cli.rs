@@ -42,8 +42,9 @@ GRANT SELECT ON ALL TABLES IN SCHEMA pglogical TO mig_src;
 GRANT pg_read_all_data TO mig_src;
 
 -- The replica role (made on the primary: the standby is read-only). The
--- replay functions are granted to a group role, so the schema dump carries
--- one GRANT to a role name the target can create.
+-- replay functions are granted to a group role here; `pgmig schema` leaves
+-- that grant (an ACL on pg_catalog objects) out of the target, where the
+-- role does not exist.
 CREATE ROLE pgmig_replay NOLOGIN;
 GRANT EXECUTE ON FUNCTION pg_catalog.pg_wal_replay_pause(), pg_catalog.pg_wal_replay_resume() TO pgmig_replay;
 CREATE ROLE mig_rep LOGIN BYPASSRLS IN ROLE pgmig_replay;
@@ -62,14 +63,7 @@ fn target_roles(db: &str) -> String {
     format!(
         "CREATE ROLE mig_tgt LOGIN;
          ALTER DATABASE \"{db}\" OWNER TO mig_tgt;
-         GRANT SET ON PARAMETER session_replication_role TO mig_tgt;
-         -- The schema restore replays the source's GRANT on the replay
-         -- functions (to pgmig_replay); until the restore leaves grants on
-         -- pg_catalog objects out, the target role needs that role and a
-         -- grant option to repeat it (reported with issue 9, item 13).
-         CREATE ROLE pgmig_replay NOLOGIN;
-         GRANT EXECUTE ON FUNCTION pg_catalog.pg_wal_replay_pause(), pg_catalog.pg_wal_replay_resume()
-           TO mig_tgt WITH GRANT OPTION;"
+         GRANT SET ON PARAMETER session_replication_role TO mig_tgt;"
     )
 }
 
