@@ -135,11 +135,72 @@ pub fn snapshot_sql(replica_version: ServerVersion, plan: &Plan) -> Result<Vec<S
     Ok(out)
 }
 
+/// The session advisory lock on the target that one snapshot holds while it
+/// runs ("pgmig_sn"): two snapshots at once could each undo the other's
+/// pause when one of them fails.
+pub const SNAPSHOT_LOCK: i64 = 0x7067_6d69_675f_736e;
+
+/// Takes [`SNAPSHOT_LOCK`] for the target session (re-entrant; released by
+/// [`unlock_snapshot`] or when the session ends), or refuses, naming the
+/// session that holds it, when another snapshot runs.
+pub async fn lock_snapshot(target: &impl GenericClient) -> Result<(), Error> {
+    let row = target
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&SNAPSHOT_LOCK])
+        .await
+        .map_err(pgmig_core::Error::query(
+            "take the snapshot lock on the target",
+        ))?;
+    if row.get::<_, bool>(0) {
+        return Ok(());
+    }
+    let holder = target
+        .query_opt(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND ((classid::bigint << 32) | objid::bigint) = $1 LIMIT 1",
+            &[&SNAPSHOT_LOCK],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| format!(" (target session pid {})", r.get::<_, i32>(0)))
+        .unwrap_or_default();
+    Err(pgmig_core::Error::State {
+        detail: format!(
+            "another `pgmig snapshot` is running on this migration{holder}; nothing was changed. Wait \
+             for it to finish, then run `pgmig snapshot` again to confirm the recorded P"
+        ),
+    }
+    .into())
+}
+
+/// Releases one hold of [`SNAPSHOT_LOCK`] taken by [`lock_snapshot`].
+pub async fn unlock_snapshot(target: &impl GenericClient) {
+    if let Err(e) = target
+        .execute("SELECT pg_advisory_unlock($1)", &[&SNAPSHOT_LOCK])
+        .await
+    {
+        warn!(error = %e, "could not release the snapshot lock; it goes with the session");
+    }
+}
+
 /// Pauses the replica, proves the invariant for every slot of the plan that
 /// setup recorded in the target, and records P there; see the module docs.
 /// Idempotent: on a replica already paused at the recorded P it re-proves
-/// and reports the same P.
+/// and reports the same P. One snapshot at a time: a second one started
+/// meanwhile refuses before changing anything ([`lock_snapshot`]).
 pub async fn take_snapshot(
+    source: &impl GenericClient,
+    replica: &impl GenericClient,
+    target: &impl GenericClient,
+) -> Result<Snapshot, Error> {
+    lock_snapshot(target).await?;
+    let result = take_snapshot_locked(source, replica, target).await;
+    unlock_snapshot(target).await;
+    result
+}
+
+async fn take_snapshot_locked(
     source: &impl GenericClient,
     replica: &impl GenericClient,
     target: &impl GenericClient,

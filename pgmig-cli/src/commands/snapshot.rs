@@ -4,7 +4,7 @@ use anyhow::Context;
 use pgmig_core::admin::{self, ReplayPauseState};
 use pgmig_core::{ServerRole, ServerVersion, state};
 use pgmig_pglogical::snapshot::{
-    PAUSE_TIMEOUT, resume_replica, resume_sql, snapshot_sql, take_snapshot,
+    PAUSE_TIMEOUT, lock_snapshot, resume_replica, resume_sql, snapshot_sql, take_snapshot,
 };
 
 use super::common::{connect, print_dry_run, print_json};
@@ -34,7 +34,9 @@ pub async fn snapshot(global: &GlobalArgs) -> anyhow::Result<Outcome> {
     // A primary given as the replica is refused by name before its replay
     // state is read (which only a standby has).
     if !admin::is_in_recovery(&replica).await? {
-        return Err(pgmig_pglogical::Error::from(pgmig_pglogical::Refusal::ReplicaNotStandby).into());
+        return Err(
+            pgmig_pglogical::Error::from(pgmig_pglogical::Refusal::ReplicaNotStandby).into(),
+        );
     }
     let rv = ServerVersion::query(&replica).await?;
     let paused_before =
@@ -105,38 +107,17 @@ pub async fn snapshot(global: &GlobalArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// The session advisory lock on the target that one `pgmig snapshot` holds
-/// while it runs ("pgmig_sn").
-const SNAPSHOT_LOCK: i64 = 0x7067_6d69_675f_736e;
-
-/// Takes [`SNAPSHOT_LOCK`] for this process's target session (released
-/// when the process ends), or refuses (exit 1) when another snapshot holds
-/// it: two snapshots at once could each undo the other's pause on failure.
+/// Takes the snapshot lock for this process's target session (held until
+/// the process ends, so the interrupt handling below runs under it too), or
+/// refuses with exit 1 when another snapshot holds it.
 async fn refuse_concurrent(target: &tokio_postgres::Client) -> anyhow::Result<()> {
-    let row = target
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&SNAPSHOT_LOCK])
-        .await
-        .context("taking the snapshot lock on the target")?;
-    if row.get::<_, bool>(0) {
-        return Ok(());
+    match lock_snapshot(target).await {
+        Ok(()) => Ok(()),
+        Err(pgmig_pglogical::Error::Core(pgmig_core::Error::State { detail })) => {
+            Err(CheckFailed(detail).into())
+        }
+        Err(e) => Err(e.into()),
     }
-    let holder = target
-        .query_opt(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-             AND ((classid::bigint << 32) | objid::bigint) = $1 LIMIT 1",
-            &[&SNAPSHOT_LOCK],
-        )
-        .await
-        .ok()
-        .flatten()
-        .map(|r| format!(" (target session pid {})", r.get::<_, i32>(0)))
-        .unwrap_or_default();
-    Err(CheckFailed(format!(
-        "another `pgmig snapshot` is running on this migration{holder}; nothing was changed. Wait for it \
-         to finish, then run `pgmig snapshot` again to confirm the recorded P"
-    ))
-    .into())
 }
 
 /// Resumes replay on the replica and confirms it.

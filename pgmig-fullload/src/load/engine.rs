@@ -32,6 +32,10 @@ const PROGRESS_EVERY: u64 = 64 << 20;
 /// How long a loader with nothing ready waits before looking again.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
+/// How long a worker that lost its replica connection tries to reconnect to
+/// tell whether the replica is still frozen at P.
+const REPLICA_RECHECK: Duration = Duration::from_secs(15);
+
 /// What the workers share.
 pub(crate) struct Ctx {
     pub replica: ConnConfig,
@@ -255,11 +259,17 @@ async fn explain(ctx: &Ctx, task: &Task, err: LoadError) -> LoadError {
     if role == ServerRole::Replica && err.kind() == ErrorKind::Connection {
         // The replica went away (restarted?): if it is back, say whether
         // it is still frozen at P — a restarted standby resumes replay.
+        // A restarting server refuses connections for a moment: try for up
+        // to REPLICA_RECHECK.
         let check = async {
-            let client = ctx.replica.connect().await?;
-            check_frozen(&client, ctx.replica_version, ctx.p).await
+            loop {
+                match ctx.replica.connect().await {
+                    Ok(client) => return check_frozen(&client, ctx.replica_version, ctx.p).await,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
         };
-        match tokio::time::timeout(Duration::from_secs(10), check).await {
+        match tokio::time::timeout(REPLICA_RECHECK, check).await {
             Ok(Err(moved @ LoadError::ReplicaMoved { .. })) => {
                 warn!(error = %err, "replica connection lost; the replica is no longer frozen at P");
                 return moved;
