@@ -90,12 +90,42 @@ fn spawn(mut c: tokio::process::Command) -> Child {
         .expect("spawn pgmig")
 }
 
-/// Waits for a child, failing the test if it does not end in time.
-async fn finish(child: Child, what: &str) -> Output {
-    tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{what}: pgmig did not end in time (hung)"))
-        .unwrap()
+/// Waits for a child; one that does not end in time is killed and the test
+/// fails with what it printed.
+async fn finish(mut child: Child, what: &str) -> Output {
+    use tokio::io::AsyncReadExt;
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let stdout = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf).await;
+        buf
+    });
+    let stderr = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf).await;
+        buf
+    });
+    let status = match tokio::time::timeout(WAIT, child.wait()).await {
+        Ok(status) => Some(status.unwrap()),
+        Err(_) => {
+            child.kill().await.unwrap();
+            None
+        }
+    };
+    let output = Output {
+        status: match status {
+            Some(s) => s,
+            None => child.wait().await.unwrap(),
+        },
+        stdout: stdout.await.unwrap(),
+        stderr: stderr.await.unwrap(),
+    };
+    assert!(
+        status.is_some(),
+        "{what}: pgmig did not end in time (hung)\n{}",
+        text(&output)
+    );
+    output
 }
 
 /// SIGTERM to a child we started.
@@ -221,6 +251,7 @@ async fn network_cuts_and_stalls_during_cdc() {
     // gives up with a clear error instead of hanging — at once when its
     // start gets no answer, after --reconnect-timeout once it was applying.
     let bounded = [
+        "-vv",
         "cdc",
         "--poll-ms",
         "50",
