@@ -17,6 +17,19 @@
 //! (created after P, or consumed by another client) is refused before
 //! anything is applied: the changes in between are gone.
 //!
+//! Faults are bounded: a lost connection is reopened (for
+//! [`CdcOptions::reconnect_timeout`]); a server that stops answering
+//! without closing the connection (a hung server, a stalled network) is
+//! given up after [`CdcOptions::stall_timeout`] and treated the same, and
+//! the applier's abandoned sessions on the servers are ended once it
+//! reaches them again, so they cannot keep holding the slot or its lock; a
+//! change that waits for a target lock longer than
+//! [`CdcOptions::lock_timeout`] rolls its batch back and fails naming the
+//! sessions holding the lock. Two runs started at once take their slots'
+//! locks one after the other, so of two runs over the same slots one gets
+//! them all and the other is refused: a slot is never applied by two
+//! appliers (runs over different `--slot`s proceed side by side).
+//!
 //! A batch streams in: a transaction that began after the applied position
 //! goes to the target in chunks as its rows arrive, so no source transaction
 //! is held whole in memory — except one that began before the applied
