@@ -171,3 +171,45 @@ impl ConnConfig {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn keepalives_default_to_about_two_minutes_and_the_string_wins() {
+        let default = ConnConfig::parse("host=db").unwrap().to_tokio_config();
+        assert!(default.get_keepalives());
+        assert_eq!(default.get_keepalives_idle(), DEFAULT_KEEPALIVES_IDLE);
+        assert_eq!(
+            default.get_keepalives_interval(),
+            Some(DEFAULT_KEEPALIVES_INTERVAL)
+        );
+        assert_eq!(
+            default.get_keepalives_retries(),
+            Some(DEFAULT_KEEPALIVES_COUNT)
+        );
+        assert_eq!(
+            default.get_tcp_user_timeout(),
+            Some(&DEFAULT_TCP_USER_TIMEOUT)
+        );
+        let set = ConnConfig::parse(
+            "host=db keepalives_idle=5 keepalives_interval=2 keepalives_count=3 tcp_user_timeout=9000",
+        )
+        .unwrap()
+        .to_tokio_config();
+        assert_eq!(set.get_keepalives_idle(), Duration::from_secs(5));
+        assert_eq!(set.get_keepalives_interval(), Some(Duration::from_secs(2)));
+        assert_eq!(set.get_keepalives_retries(), Some(3));
+        assert_eq!(
+            set.get_tcp_user_timeout(),
+            Some(&Duration::from_millis(9000))
+        );
+        let off = ConnConfig::parse("host=db keepalives=0")
+            .unwrap()
+            .to_tokio_config();
+        assert!(!off.get_keepalives());
+    }
+}

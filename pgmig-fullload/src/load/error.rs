@@ -205,3 +205,42 @@ impl LoadError {
         move |source| LoadError::Step { what, role, source }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stall_names_the_server_the_bound_and_what_to_do() {
+        let e = LoadError::Stalled {
+            what: "copy chunk 3 of 9 of public.t".into(),
+            role: ServerRole::Replica,
+            after: Duration::from_secs(300),
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("copy chunk 3 of 9 of public.t: no answer from the replica for 300 s"),
+            "{text}"
+        );
+        assert!(text.contains("run `pgmig load` again"), "{text}");
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert!(!e.is_refusal());
+    }
+
+    #[test]
+    fn a_moved_replica_says_what_the_operator_does_next() {
+        let e = LoadError::ReplicaMoved {
+            p: Lsn::from(0x1_0000_0028),
+            state: "replay resumed, replayed up to 1/60".into(),
+        };
+        let text = e.to_string();
+        for part in [
+            "no longer frozen at P = 1/28",
+            "recovery_target_lsn = '1/28'",
+            "`pgmig cleanup`",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        assert!(e.is_refusal());
+    }
+}

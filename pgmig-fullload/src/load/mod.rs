@@ -72,8 +72,10 @@ pub struct LoadOptions {
     pub restart: bool,
     /// `maintenance_work_mem` for index builds. Default `512MB`.
     pub maintenance_work_mem: String,
-    /// How long an index build, constraint or post-data statement waits for
-    /// a lock on the target. Default 60 s.
+    /// How long a chunk's COPY (and `TRUNCATE` of a one-chunk table), an
+    /// index build, a constraint or a post-data statement waits for a lock
+    /// on the target before failing with [`LoadError::LockTimeout`] (which
+    /// names the sessions holding the table). Default 60 s.
     pub lock_timeout: Duration,
     /// How long a chunk's COPY (or a short statement around it) may go
     /// without an answer from a server before the load gives up with
