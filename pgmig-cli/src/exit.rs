@@ -368,6 +368,41 @@ fn context_server(text: &str) -> Option<pgmig_core::ServerRole> {
     .map(|(_, server)| server)
 }
 
+/// What to do about a failed TLS handshake, from the error chain: rustls's
+/// terse reasons (`UnknownIssuer`, `NotValidForName`, …) in words, with the
+/// connection option that decides. `None` for any other error.
+pub fn tls_hint(err: &anyhow::Error) -> Option<&'static str> {
+    let text = format!("{err:#}");
+    if !text.contains("TLS") && !text.contains("certificate") {
+        return None;
+    }
+    const HINTS: &[(&str, &str)] = &[
+        (
+            "UnknownIssuer",
+            "hint: the server's certificate is not signed by a CA in `sslrootcert` — point \
+             `sslrootcert` at the CA that issued it (for RDS, the region's bundle)",
+        ),
+        (
+            "not valid for name",
+            "hint: the host name you connect to is not in the server's certificate — connect \
+             with a name the certificate lists, or use `sslmode=verify-ca` to check the chain only",
+        ),
+        (
+            "Expired",
+            "hint: the server's certificate has expired (or the clock here is wrong)",
+        ),
+        (
+            "server does not support TLS",
+            "hint: the server does not offer TLS; `sslmode=require` and stricter never fall back to \
+             plaintext — enable `ssl` on the server, or (only on a trusted network) use `sslmode=prefer`",
+        ),
+    ];
+    HINTS
+        .iter()
+        .find(|(marker, _)| text.contains(marker))
+        .map(|(_, hint)| *hint)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,5 +498,32 @@ mod tests {
         )
         .unwrap();
         assert!(unknown.contains("TO <role>;"), "{unknown}");
+    }
+
+    #[test]
+    fn tls_failures_get_a_hint_in_words() {
+        let err = |text: &str| anyhow::anyhow!(text.to_owned()).context("connecting to the source");
+        assert!(
+            tls_hint(&err(
+                "error performing TLS handshake: invalid peer certificate: UnknownIssuer"
+            ))
+            .unwrap()
+            .contains("sslrootcert")
+        );
+        assert!(
+            tls_hint(&err(
+                "invalid peer certificate: certificate not valid for name \"127.0.0.1\""
+            ))
+            .unwrap()
+            .contains("verify-ca")
+        );
+        assert!(
+            tls_hint(&err(
+                "error performing TLS handshake: server does not support TLS"
+            ))
+            .unwrap()
+            .contains("never fall back")
+        );
+        assert_eq!(tls_hint(&err("password authentication failed")), None);
     }
 }

@@ -44,6 +44,9 @@ fn main() -> ExitCode {
             if let Some(hint) = exit::privilege_hint(&err, reads_from(&cli.command), &role_of) {
                 eprintln!("{hint}");
             }
+            if let Some(hint) = exit::tls_hint(&err) {
+                eprintln!("{hint}");
+            }
             exit::classify(&err).into()
         }
     }

@@ -90,7 +90,9 @@ async fn plan_and_status_verify_the_server_certificate() {
     assert!(
         stderr.contains("connecting to the source")
             && stderr.contains(&format!("host=localhost port={}", server.port()))
-            && stderr.contains("invalid peer certificate: UnknownIssuer"),
+            && stderr.contains("invalid peer certificate: UnknownIssuer")
+            && stderr
+                .contains("hint: the server's certificate is not signed by a CA in `sslrootcert`"),
         "{}",
         text(&out)
     );
@@ -107,7 +109,8 @@ async fn plan_and_status_verify_the_server_certificate() {
         String::from_utf8_lossy(&out.stderr).contains(
             "invalid peer certificate: certificate not valid for name \"127.0.0.1\"; \
              certificate is only valid for DnsName(\"localhost\")"
-        ),
+        ) && String::from_utf8_lossy(&out.stderr)
+            .contains("hint: the host name you connect to is not in the server's certificate"),
         "{}",
         text(&out)
     );
