@@ -472,6 +472,15 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
             &["not a standby"],
         ),
         (
+            "swapped",
+            Conns {
+                source: right.target.clone(),
+                replica: right.replica.clone(),
+                target: right.source.clone(),
+            },
+            &["swapped"],
+        ),
+        (
             "another source",
             Conns {
                 source: w.other.conninfo(&w.other_db),
@@ -486,7 +495,7 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
             &["setup", "--yes"],
             &["schema", "--no-owner"],
         ] {
-            if name != "another source" && cmd[0] == "schema" {
+            if name.starts_with("replica") && cmd[0] == "schema" {
                 // schema does not read the replica.
                 continue;
             }
@@ -521,6 +530,7 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
     // 9. cdc, cutover and cleanup against another source, or with source
     // and target swapped: refused before anything changes.
     let before = w.catalogs().await;
+    let dms_out = dir.join("dms");
     let other_source = Conns {
         source: w.other.conninfo(&w.other_db),
         replica: w.other_replica.conninfo(&w.other_db),
@@ -535,6 +545,16 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
         for cmd in [
             &["cdc", "--until-caught-up"] as &[&str],
             &["cutover"],
+            &["verify", "--against", "replica"],
+            &["verify", "--against", "source"],
+            &[
+                "dms",
+                "generate",
+                "--out",
+                dms_out.to_str().unwrap(),
+                "--replication-instance-arn",
+                "arn:aws:dms:eu-west-1:123456789012:rep:W",
+            ],
             &["cleanup", "--yes"],
         ] {
             let o = w.pgmig(cmd, conns).await;
@@ -547,18 +567,25 @@ async fn wrong_wiring_is_refused_and_changes_nothing() {
                 continue;
             }
             assert_eq!(o.status.code(), Some(2), "{cmd:?}, {name}\n{out}");
-            let needle = if name == "swapped" {
-                "no migration"
-            } else {
-                "migration from"
+            let needles: &[&str] = match (name, cmd) {
+                ("swapped", _) => &["swapped"],
+                (_, ["verify", "--against", "replica"]) => &["not a standby of this source"],
+                _ => &["migration from"],
             };
-            assert!(out.contains(needle), "{cmd:?}, {name}: {needle:?}\n{out}");
+            assert!(
+                needles.iter().any(|n| out.contains(n)),
+                "{cmd:?}, {name}: {needles:?}\n{out}"
+            );
         }
     }
     assert_eq!(
         w.catalogs().await,
         before,
         "cdc/cutover/cleanup wired wrong: a server changed"
+    );
+    assert!(
+        !dms_out.exists(),
+        "DMS files were written for the wrong source"
     );
     for t in ["\"Sales\".\"Orders\"", "public.accounts"] {
         l.assert_replica_equals_target(t).await;

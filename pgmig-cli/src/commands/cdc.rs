@@ -404,7 +404,7 @@ async fn refuse_other_source(settings: &Settings) -> anyhow::Result<()> {
         .into());
     }
     let Some(m) = state::load_migration(&target).await? else {
-        return Ok(());
+        return super::setup::refuse_swapped(&source, &target).await;
     };
     if m.source_system_identifier != source_id {
         return Err(Error::from(Refusal::StateOfOtherSource {

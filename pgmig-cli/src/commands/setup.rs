@@ -92,6 +92,7 @@ pub(crate) async fn refuse_wrong_wiring(
         }
         return Ok(());
     }
+    refuse_swapped(source, target).await?;
     let has_state: bool = target
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'pgmig')",
@@ -244,4 +245,25 @@ pub async fn run(global: &GlobalArgs, args: &SetupArgs) -> anyhow::Result<Outcom
         println!("next: pgmig snapshot");
     }
     Ok(Outcome::Success)
+}
+
+/// Refuses source and target given the wrong way round: the target holds no
+/// migration, but the server given as the source holds pgmig's state of a
+/// migration *from* the one given as the target. Reads only.
+pub(crate) async fn refuse_swapped(source: &Client, target: &Client) -> anyhow::Result<()> {
+    if state::load_migration(target).await?.is_some() {
+        return Ok(());
+    }
+    let target_id = admin::system_identifier(target).await?;
+    if state::load_migration(source)
+        .await?
+        .is_some_and(|m| m.source_system_identifier == target_id)
+    {
+        return Err(UsageError(format!(
+            "--source and --target are swapped: the server given as the source holds pgmig's \
+             state of a migration from the one given as the target (system {target_id})"
+        ))
+        .into());
+    }
+    Ok(())
 }

@@ -31,6 +31,7 @@ pub async fn snapshot(global: &GlobalArgs) -> anyhow::Result<Outcome> {
     // target's statement, then leave things consistent — either P was
     // recorded (the snapshot completed: the replica stays paused at it) or
     // not (replay goes back to how it was before).
+    super::setup::refuse_swapped(&source, &target).await?;
     // A primary given as the replica is refused by name before its replay
     // state is read (which only a standby has).
     if !admin::is_in_recovery(&replica).await? {

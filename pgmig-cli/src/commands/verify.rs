@@ -98,6 +98,15 @@ pub async fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<Outco
     let left = settings.conn(left_role)?;
     let right = settings.conn(ServerRole::Target)?;
     let record = state::load_migration(&connect(&settings, ServerRole::Target).await?).await?;
+    // No state in the target, but the source holds a migration from the
+    // target: the two are swapped.
+    if record.is_none() && !global.dry_run && settings.has(ServerRole::Source) {
+        super::setup::refuse_swapped(
+            &connect(&settings, ServerRole::Source).await?,
+            &connect(&settings, ServerRole::Target).await?,
+        )
+        .await?;
+    }
     let plan = settings
         .plan
         .clone()
@@ -116,6 +125,28 @@ pub async fn run(global: &GlobalArgs, args: &VerifyArgs) -> anyhow::Result<Outco
             }
         },
     };
+    // The side compared must be the migration's source or its standby: a
+    // server of another cluster would only show differences (or a replay
+    // position that is not P) and hide the wiring mistake.
+    if let Some(r) = &record
+        && !global.dry_run
+    {
+        let side = connect(&settings, left_role).await?;
+        let found = pgmig_core::admin::system_identifier(&side).await?;
+        if found != r.source_system_identifier {
+            let refusal = match args.against {
+                Against::Replica => pgmig_pglogical::Refusal::ReplicaOfOtherSource {
+                    source_id: r.source_system_identifier,
+                    replica: found,
+                },
+                Against::Source => pgmig_pglogical::Refusal::StateOfOtherSource {
+                    recorded: r.source_system_identifier,
+                    source_id: found,
+                },
+            };
+            return Err(pgmig_pglogical::Error::from(refusal).into());
+        }
+    }
     let tables: Option<Vec<QualifiedTable>> = plan
         .as_ref()
         .map(|p| p.tables().map(|(_, t)| t.table.clone()).collect());
