@@ -32,6 +32,10 @@ const PROGRESS_EVERY: u64 = 64 << 20;
 /// How long a loader with nothing ready waits before looking again.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
+/// How long the same tasks may stay held by other sessions before a waiting
+/// loader names those sessions in the log.
+const HELD_WARNING: Duration = Duration::from_secs(60);
+
 /// How long a worker that lost its replica connection tries to reconnect to
 /// tell whether the replica is still frozen at P.
 const REPLICA_RECHECK: Duration = Duration::from_secs(15);
@@ -166,6 +170,7 @@ async fn worker_loop(ctx: &Ctx, n: usize) -> Result<(), LoadError> {
         .await?;
     let worker = format!("{}/{n}", ctx.worker_name);
     let mut last_waiting = None;
+    let mut waiting_since = Instant::now();
     loop {
         if ctx.cancel.is_cancelled() {
             return Err(LoadError::Cancelled);
@@ -203,7 +208,23 @@ async fn worker_loop(ctx: &Ctx, n: usize) -> Result<(), LoadError> {
             }
             if last_waiting != Some(left) {
                 last_waiting = Some(left);
+                waiting_since = Instant::now();
                 ctx.emit(|_| LoadEvent::Waiting { remaining: left });
+            } else if n == 0 && waiting_since.elapsed() >= HELD_WARNING {
+                // The same tasks held for long: name who holds them, in case
+                // their loader is gone and its sessions linger.
+                waiting_since = Instant::now();
+                let table = pgmig_core::QualifiedTable::new("pgmig", "load_task");
+                if let Ok(Ok(holders)) =
+                    tokio::time::timeout(ctx.stall_timeout, lock_holders(&target, &table)).await
+                {
+                    warn!(
+                        remaining = left,
+                        holders = %describe_holders(&holders),
+                        "tasks held by other sessions for a while; if their loader is gone, end them \
+                         with pg_terminate_backend(pid) on the target"
+                    );
+                }
             }
             tokio::select! {
                 biased;

@@ -216,6 +216,24 @@ async fn open_target(target: &ConnConfig) -> Result<Servers, LoadError> {
     })
 }
 
+/// Awaits `fut`, giving up with [`LoadError::Stalled`] after `after`: a
+/// server that accepts the connection but never answers does not hang the
+/// load before its workers start.
+async fn bounded<T>(
+    after: Duration,
+    what: &str,
+    role: ServerRole,
+    fut: impl std::future::Future<Output = Result<T, LoadError>>,
+) -> Result<T, LoadError> {
+    tokio::time::timeout(after, fut).await.unwrap_or_else(|_| {
+        Err(LoadError::Stalled {
+            what: what.to_string(),
+            role,
+            after,
+        })
+    })
+}
+
 /// Connects to the replica and proves it is the source's standby, frozen at
 /// P.
 async fn open_replica(
@@ -310,13 +328,25 @@ async fn run(
     cancel: CancellationToken,
 ) -> Result<LoadReport, LoadError> {
     let started = Instant::now();
-    let mut servers = open_target(target).await?;
+    let mut servers = bounded(
+        opts.stall_timeout,
+        "connect and read the migration",
+        ServerRole::Target,
+        open_target(target),
+    )
+    .await?;
     let p = servers.p;
     // A load not planned yet proves the replica (the source's standby,
     // frozen at P) before creating its state on the target: a wrongly
     // wired replica changes nothing.
     if planned_at(&servers.target).await?.is_none() {
-        open_replica(replica, &servers).await?;
+        bounded(
+            opts.stall_timeout,
+            "connect and check that the replica is frozen at P",
+            ServerRole::Replica,
+            open_replica(replica, &servers),
+        )
+        .await?;
     }
     ensure_schema(&servers.target).await?;
     if opts.restart {
@@ -331,7 +361,13 @@ async fn run(
         }
         _ => {}
     }
-    let (rclient, rversion) = open_replica(replica, &servers).await?;
+    let (rclient, rversion) = bounded(
+        opts.stall_timeout,
+        "connect and check that the replica is frozen at P",
+        ServerRole::Replica,
+        open_replica(replica, &servers),
+    )
+    .await?;
     let mut planned_now = false;
     if planned_at(&servers.target).await?.is_none() {
         let plan = plan::plan_load(
