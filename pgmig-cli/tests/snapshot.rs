@@ -564,3 +564,45 @@ async fn interrupted_snapshot_resumes_the_replica_and_records_nothing() {
         Some("none")
     );
 }
+
+/// Right after `setup` the replica may not have replayed the slots'
+/// creation yet (here: it applies commits 3 s late): `snapshot` waits for
+/// it instead of pausing before the slots and refusing its own P.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_right_after_setup_waits_for_a_lagging_replica() {
+    skip_unless_available!(pglogical);
+    skip_unless_available!(16);
+    let lab = Lab3::start_with_target(SCHEMA, 16).await;
+    for sql in [
+        "ALTER SYSTEM SET recovery_min_apply_delay = '3s'",
+        "SELECT pg_reload_conf()",
+    ] {
+        lab.replica.execute("postgres", sql).await.unwrap();
+    }
+    assert_code(
+        &lab.pgmig(&["setup", "--slots", "2", "--yes"]).await,
+        0,
+        "setup",
+    );
+    let replayed = replica_sql(&lab, "SELECT pg_last_wal_replay_lsn()::text").await;
+    let lagging = lab
+        .source_sql(&format!(
+            "SELECT (max(confirmed_flush_lsn) > '{replayed}'::pg_lsn)::text FROM pg_replication_slots"
+        ))
+        .await;
+    assert_eq!(
+        lagging, "true",
+        "the replica had not replayed the slots yet"
+    );
+    let snap = lab.pgmig(&["snapshot", "--json"]).await;
+    assert_code(&snap, 0, "snapshot right after setup");
+    let p = target_opt(&lab, "SELECT pause_lsn::text FROM pgmig.migration")
+        .await
+        .unwrap();
+    let behind = lab
+        .source_sql(&format!(
+            "SELECT count(*)::text FROM pg_replication_slots WHERE confirmed_flush_lsn > '{p}'"
+        ))
+        .await;
+    assert_eq!(behind, "0", "every slot at or before P = {p}");
+}

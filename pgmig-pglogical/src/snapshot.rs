@@ -5,7 +5,10 @@
 //!
 //! 1. the target's state names this source, and the replica is a standby of
 //!    it (same system identifier) — checked before anything changes;
-//! 2. pause replay (unless already paused) and read P; P is not ahead of the
+//! 2. wait (up to [`CATCH_UP_TIMEOUT`]) until the replica has replayed past
+//!    every planned slot's `confirmed_flush_lsn` — right after `setup` the
+//!    replica may not have replayed the slots' creation yet — then pause
+//!    replay (unless already paused) and read P; P is not ahead of the
 //!    source's current WAL position (a standby of a diverged timeline would be);
 //! 3. every planned slot exists on the source with plugin `pglogical`, is not
 //!    being consumed by anyone, and its `confirmed_flush_lsn` ≤ P — a slot
@@ -46,6 +49,11 @@ use crate::statement::Statement;
 
 /// How long pausing and resuming may take.
 pub const PAUSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the snapshot waits, before pausing, for the replica to replay
+/// past the planned slots' creation (setup just made them: a pause before
+/// that would put P before a slot and be refused).
+pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long the replay LSN must stand still before 14 to count as paused.
 pub const PAUSE_SETTLE: Duration = Duration::from_millis(500);
@@ -233,6 +241,9 @@ async fn take_snapshot_locked(
     // A pause someone else requested (14+: not taken yet) is theirs too.
     let was_already_paused =
         admin::replay_pause_state(replica, rv).await? != ReplayPauseState::NotPaused;
+    if !was_already_paused && migration.pause_lsn.is_none() {
+        catch_up_with_slots(source, replica, sv, rv, &migration.plan).await?;
+    }
 
     // 2.–7., undone on any failure once the pause may have been requested.
     let proven = async {
@@ -325,6 +336,37 @@ pub fn resume_sql(replica_version: ServerVersion) -> Vec<Statement> {
         "resume WAL replay",
         format!("SELECT {}()", f.replay_resume),
     )]
+}
+
+/// Waits until the replica has replayed the highest `confirmed_flush_lsn`
+/// of the plan's slots (those that exist; the proof names missing ones).
+/// After [`CATCH_UP_TIMEOUT`] it stops waiting and lets the proof refuse
+/// with both LSNs named: a lagging replica is the operator's to look at.
+async fn catch_up_with_slots(
+    source: &impl GenericClient,
+    replica: &impl GenericClient,
+    sv: ServerVersion,
+    rv: ServerVersion,
+    plan: &Plan,
+) -> Result<(), Error> {
+    let mut highest = Lsn::INVALID;
+    for group in &plan.slots {
+        let name = SlotName::new(&group.slot)?;
+        if let Some(row) = find_slot(source, sv, name.as_str()).await? {
+            highest = highest.max(row.confirmed_flush_lsn.unwrap_or(Lsn::INVALID));
+        }
+    }
+    if highest.is_invalid() {
+        return Ok(());
+    }
+    match admin::wait_for_replay(replica, rv, highest, CATCH_UP_TIMEOUT).await {
+        Ok(_) => Ok(()),
+        Err(pgmig_core::Error::Timeout { .. }) => {
+            warn!(slots_at = %highest, "the replica did not replay past the slots' creation in time");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn prove(
