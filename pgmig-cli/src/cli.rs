@@ -264,6 +264,18 @@ pub struct LoadArgs {
     /// another session on the target before failing, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub lock_timeout: u64,
+    /// Seconds a chunk's COPY may go without any answer from the replica or
+    /// the target (plus --lock-timeout where a lock wait is possible) before
+    /// the chunk fails as stalled: a hung server or a network that drops
+    /// packets without closing the connection never hangs the load.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 300,
+        env = "PGMIG_LOAD_STALL_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub stall_timeout: u64,
 }
 
 /// `pgmig schema` options.

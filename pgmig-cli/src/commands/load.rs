@@ -35,7 +35,7 @@ pub async fn run(global: &GlobalArgs, args: &LoadArgs) -> anyhow::Result<Outcome
         restart: args.restart,
         maintenance_work_mem: args.maintenance_work_mem.clone(),
         lock_timeout: Duration::from_secs(args.lock_timeout),
-        stall_timeout: stall_timeout()?,
+        stall_timeout: Duration::from_secs(args.stall_timeout),
     };
     if global.dry_run {
         let preview = preview(&replica, &target, &opts).await?;
@@ -103,25 +103,6 @@ pub async fn run(global: &GlobalArgs, args: &LoadArgs) -> anyhow::Result<Outcome
         ))
         .into()),
         _ => Ok(Outcome::Success),
-    }
-}
-
-/// The environment variable that sets the load's stall bound, in seconds.
-pub const STALL_TIMEOUT_ENV: &str = "PGMIG_LOAD_STALL_TIMEOUT";
-
-/// How long a chunk's COPY may go without an answer from a server:
-/// `PGMIG_LOAD_STALL_TIMEOUT` seconds, else
-/// [`DEFAULT_STALL_TIMEOUT`](pgmig_fullload::load::DEFAULT_STALL_TIMEOUT).
-fn stall_timeout() -> anyhow::Result<Duration> {
-    match std::env::var(STALL_TIMEOUT_ENV) {
-        Err(_) => Ok(pgmig_fullload::load::DEFAULT_STALL_TIMEOUT),
-        Ok(v) => match v.trim().parse::<u64>() {
-            Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
-            _ => Err(UsageError(format!(
-                "{STALL_TIMEOUT_ENV}={v:?}: expected a positive number of seconds"
-            ))
-            .into()),
-        },
     }
 }
 
