@@ -430,7 +430,7 @@ async fn snapshot_refuses_a_slot_newer_than_p_and_a_foreign_replica() {
     let swapped = pgmig_with(
         &["setup", "--slots", "1", "--yes"],
         &other.conninfo("postgres"),
-        &lab.replica.conninfo(&lab.db),
+        &other_replica.conninfo("postgres"),
         &other.conninfo("postgres"),
     )
     .await;
