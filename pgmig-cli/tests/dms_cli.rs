@@ -94,7 +94,18 @@ async fn dms_generate_writes_valid_inputs_and_refuses_a_slot_past_p() {
         .unwrap()
         .parse()
         .unwrap();
-    state::init_migration(&target, 42, &db, &plan())
+    // The source's own system identifier: dms generate refuses a source
+    // that is not the recorded one.
+    let sysid: u64 = source
+        .query_one_string(
+            &db,
+            "SELECT system_identifier::text FROM pg_control_system()",
+        )
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    state::init_migration(&target, sysid, &db, &plan())
         .await
         .unwrap();
     state::set_pause_lsn(&target, p).await.unwrap();

@@ -273,30 +273,20 @@ async fn generate_cmd(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
     }
     let settings = Settings::load(global)?;
     let target = connect(&settings, ServerRole::Target).await?;
-    super::setup::refuse_swapped(&connect(&settings, ServerRole::Source).await?, &target).await?;
-    let record = state::load_migration(&target).await?.ok_or_else(|| {
-        UsageError(
+    let Some(record) = state::load_migration(&target).await? else {
+        // Source and target given the wrong way round say so.
+        if let Ok(source) = connect(&settings, ServerRole::Source).await {
+            super::setup::refuse_swapped(&source, &target).await?;
+        }
+        return Err(UsageError(
             "the target holds no migration state: run `pgmig setup` and `pgmig snapshot` first"
                 .into(),
         )
-    })?;
+        .into());
+    };
     let p: Lsn = record.pause_lsn.ok_or_else(|| {
         UsageError("the target records no pause LSN P: run `pgmig snapshot` first".into())
     })?;
-    // Tasks for another cluster's slots would start at a P that means
-    // nothing there: the source must be the migration's.
-    let source_id =
-        pgmig_core::admin::system_identifier(&connect(&settings, ServerRole::Source).await?)
-            .await?;
-    if source_id != record.source_system_identifier {
-        return Err(
-            pgmig_pglogical::Error::from(pgmig_pglogical::Refusal::StateOfOtherSource {
-                recorded: record.source_system_identifier,
-                source_id,
-            })
-            .into(),
-        );
-    }
     let plan = record.plan;
     if let Some(file_plan) = &settings.plan
         && layout(file_plan) != layout(&plan)
@@ -340,7 +330,19 @@ async fn generate_cmd(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Resul
         },
     };
 
+    // Tasks for another cluster's slots would start at a P that means
+    // nothing there: the source must be the migration's.
     let source_client = connect(&settings, ServerRole::Source).await?;
+    let source_id = pgmig_core::admin::system_identifier(&source_client).await?;
+    if source_id != record.source_system_identifier {
+        return Err(
+            pgmig_pglogical::Error::from(pgmig_pglogical::Refusal::StateOfOtherSource {
+                recorded: record.source_system_identifier,
+                source_id,
+            })
+            .into(),
+        );
+    }
     let slots: Vec<&str> = plan.slots.iter().map(|g| g.slot.as_str()).collect();
     let tables: Vec<QualifiedTable> = plan.tables().map(|(_, t)| t.table.clone()).collect();
     let measure_role = match args.measure_on {
