@@ -1,23 +1,31 @@
 //! No secret leaks, through the real binary on real servers.
 //!
 //! Every server requires a password for the role `mig` (scram-sha-256 in
-//! `pg_hba.conf`; the lab superuser keeps trust for the testkit and the
-//! replica's walreceiver), one password on the source (and so on its
-//! replica) and another on the target that needs quoting and
+//! `pg_hba.conf`; the lab superuser keeps trust for the testkit): one
+//! password on the source (and so on its replica, whose walreceiver logs in
+//! with it too) and another on the target that needs quoting and
 //! percent-encoding (`@`, `/`, `%`, space, `'`). A whole migration — check,
-//! plan, run --dry-run, setup, snapshot, schema, load, verify, dms
-//! generate, status, resume-replica, cdc, cutover, cleanup --dry-run, lsn
-//! compare — runs with every command repeated over every way of giving the
-//! passwords (key=value DSN, URL, passfile, `PGPASSWORD`; connections in
-//! `PGMIG_*`, in flags and in the config file), once with `-vvv` and text
-//! output and once with `--json` and `RUST_LOG=trace`; then commands fail
-//! with a wrong password, an unreachable host and a malformed DSN. Neither
-//! password (nor any distinctive piece of one, nor its percent-encoded
-//! form) ever appears in stdout or stderr, in any file pgmig wrote (the
-//! config/plan file, the DMS files), in the target's `pgmig` schema, in
-//! pglogical's catalog on the source, in slot or set names, or in
-//! `pg_stat_activity` (sampled on the three servers throughout). The
-//! migration ends with source and target equal.
+//! plan --write, run --dry-run, setup, snapshot, schema, load, verify, dms
+//! generate, status, resume-replica, cdc --until-caught-up, cutover,
+//! cleanup --dry-run, lsn compare, --help — runs with every command
+//! repeated over every way of giving the passwords (key=value DSN, URL
+//! with the password in the user part or as `?password=`, passfile,
+//! `PGPASSWORD`; connections in `PGMIG_*`, in flags and in the config
+//! file), once with `-vvv` and text output and once with `--json` and
+//! `RUST_LOG=trace`. Then what must fail fails: a wrong password (refused
+//! by the server, on every channel), an unreachable port or host, malformed
+//! DSNs and URLs, a DSN where clap expects something else, a pglogical node
+//! DSN holding a password, a hand-written config file with passwords that
+//! is broken.
+//!
+//! Neither password — nor any distinctive piece of one, nor its
+//! percent-encoded form — ever appears in stdout or stderr, in any file
+//! pgmig wrote (the config/plan file, the DMS files), in the target's
+//! `pgmig` schema, in pglogical's catalog on the source (node DSN, node,
+//! set names), in slot names, in `pg_stat_activity` (sampled on the three
+//! servers throughout), or in the server logs with `log_statement = all`
+//! (so in no statement or bound parameter pgmig sends). The migration ends
+//! with source and target equal.
 
 use std::collections::BTreeSet;
 use std::collections::hash_map::RandomState;
@@ -860,6 +868,90 @@ async fn passwords_never_leak_through_any_command_channel_or_store() {
     h.everywhere(6, &["status"], 0).await;
     h.everywhere(7, &["--dry-run", "cleanup"], 0).await;
 
+    // A node DSN with a password is refused, without quoting it.
+    for (channel, mode) in COMBOS {
+        let conns = h.conns(channel, mode, Passwords::Right);
+        let node_dsn = Harness::kv(&h.lab.source, &h.lab.db, &h.secrets.target);
+        let node_url = Harness::url(&h.lab.source, &h.lab.db, Some(&h.secrets.target));
+        for dsn in [node_dsn, node_url] {
+            let out = h
+                .invoke_with(
+                    channel,
+                    mode,
+                    &conns,
+                    &["setup", "--yes", "--recreate-node", "--node-dsn", &dsn],
+                )
+                .await;
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{}",
+                masked(&h.secrets, &text(&out))
+            );
+        }
+    }
+
+    // A config file written by hand with the passwords in its DSNs works
+    // and is never quoted, nor when it is broken.
+    let plan_config = h.config.take();
+    let plan_text = std::fs::read_to_string(&plan).unwrap();
+    // From the first table header of the plan on (`[plan]`, `[[plan.slots]]`, …).
+    let plan_section = &plan_text[plan_text
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .find(|&i| plan_text[i..].trim_start_matches('[').starts_with("plan"))
+        .expect("the plan in the config")..];
+    let sections = format!(
+        "[source]\ndsn = '''{}'''\n[replica]\ndsn = '''{}'''\n[target]\ndsn = '''{}'''\n",
+        Harness::kv(&h.lab.source, &h.lab.db, &h.secrets.source),
+        Harness::url(&h.lab.replica, &h.lab.db, Some(&h.secrets.source)),
+        Harness::kv(&h.lab.target, &h.lab.target_db, &h.secrets.target),
+    );
+    let no_flags = Conns {
+        source: String::new(),
+        replica: String::new(),
+        target: String::new(),
+        env: vec![],
+    };
+    for (name, text_, code) in [
+        ("hand.toml", format!("{sections}{plan_section}"), 0),
+        (
+            "unknown-key.toml",
+            format!(
+                "{sections}sslpassword = '''{}'''\n{plan_section}",
+                h.secrets.target
+            ),
+            2,
+        ),
+        (
+            "syntax.toml",
+            format!(
+                "{sections}[extra]\ndsn = \"host=h password={} \n{plan_section}",
+                h.secrets.target
+            ),
+            2,
+        ),
+    ] {
+        let path = h.private.join(name);
+        std::fs::write(&path, text_).unwrap();
+        h.config = Some(path);
+        for args in [
+            &["status"][..],
+            &["verify", "--against", "source", "--mode", "counts"],
+        ] {
+            let out = h
+                .invoke_with(Channel::Passfile, Mode::JsonTrace, &no_flags, args)
+                .await;
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{name} {args:?}: {}",
+                masked(&h.secrets, &text(&out))
+            );
+        }
+    }
+    h.config = plan_config;
+
     // Failures: a wrong password on every channel is refused by the server.
     for (channel, mode) in COMBOS {
         let out = h
@@ -877,6 +969,30 @@ async fn passwords_never_leak_through_any_command_channel_or_store() {
             masked(&h.secrets, &text(&out))
         );
     }
+    // A passfile others may read is ignored, with a warning that quotes
+    // nothing of it.
+    let open = h.private.join("pgpass-open");
+    std::fs::copy(h.passfile(Passwords::Right), &open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for mode in [Mode::VerboseText, Mode::JsonTrace] {
+        let mut conns = h.conns(Channel::Passfile, mode, Passwords::Right);
+        conns.env = vec![("PGPASSFILE", open.to_string_lossy().into_owned())];
+        let out = h
+            .invoke_with(
+                Channel::Dsn,
+                mode,
+                &conns,
+                &["verify", "--against", "source"],
+            )
+            .await;
+        assert_ne!(out.status.code(), Some(0), "{mode:?}");
+        assert!(
+            text(&out).contains("ignoring the password file"),
+            "{mode:?}: {}",
+            masked(&h.secrets, &text(&out))
+        );
+    }
+
     // An unreachable host, with each password in the string or the URL.
     let port = closed_port();
     for mode in [Mode::VerboseText, Mode::JsonTrace] {
