@@ -2,7 +2,7 @@
 
 use pgmig_core::catalog::list_tables;
 use pgmig_core::{ServerRole, ServerVersion, admin, state};
-use pgmig_pglogical::preflight::{CheckOptions, Endpoint, Finding, ids, run_checks};
+use pgmig_pglogical::preflight::{CheckOptions, Endpoint, Finding, Severity, ids, run_checks};
 use tokio_postgres::Client;
 
 use super::common::{connect, print_json};
@@ -57,8 +57,19 @@ pub async fn run(global: &GlobalArgs, slots: usize) -> anyhow::Result<Outcome> {
     };
     let opts = CheckOptions::new(planned).pgmig_slot_names(own);
     let mut report = run_checks(&source, replica_ep, target_ep, &opts).await?;
+    // The library reports which migration the target's state is of; only
+    // here, with the source at hand, can it be judged.
     if let Some(Ok(t)) = &target {
-        report.push(state_finding(&source, t).await?);
+        let judged = state_finding(&source, t).await?;
+        match report
+            .findings
+            .iter_mut()
+            .find(|f| f.check == ids::TARGET_STATE)
+        {
+            Some(f) if judged.severity == Severity::Blocker => *f = judged,
+            Some(_) => {}
+            None => report.push(judged),
+        }
     }
     if global.json {
         print_json(&report)?;

@@ -90,8 +90,8 @@ pub mod ids {
     pub const TARGET_TLS: &str = "target.tls";
     /// The target holds no user tables besides pgmig's state (blocker).
     pub const TARGET_EMPTY: &str = "target.empty";
-    /// pgmig's state in the target, when present, is of a migration from
-    /// this source (blocker).
+    /// Which migration pgmig's state in the target is of; `pgmig check`
+    /// makes it a blocker when that is another source.
     pub const TARGET_STATE: &str = "target.state";
     /// Tables without a primary key (warn, one per table).
     pub const DATA_PRIMARY_KEY: &str = "data.primary_key";

@@ -1,6 +1,7 @@
 //! Checks of the target: reachable (and whether over TLS), a major version
 //! at least the source's, privileges to restore into it, and empty — or
-//! holding only pgmig's own state in schema `pgmig`.
+//! holding only pgmig's own state in schema `pgmig` (which migration that
+//! state is of is reported too).
 
 use pgmig_core::catalog::{self, TableInfo};
 use pgmig_core::{Error, Result, ServerRole, ServerVersion, quote_ident};
@@ -32,8 +33,8 @@ const STATE_SCHEMA_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE 
 /// Checks the target: its major version against `source_version`, the
 /// role's privileges (CREATE in the database; superuser or a managed
 /// superuser role is noted), whether the connection uses TLS (information
-/// only), and that it holds no user tables outside pgmig's own schema
-/// `pgmig`.
+/// only), that it holds no user tables outside pgmig's own schema
+/// `pgmig`, and which migration pgmig's state there is of (`target.state`).
 ///
 /// A query that fails becomes a blocker; a lost connection is the error.
 #[tracing::instrument(name = "check_target", skip_all, fields(source_version = %source_version))]
@@ -56,6 +57,10 @@ pub async fn check_target(
         Err(e) => query_failed(TARGET, ids::TARGET_TLS, e)?,
     });
     out.push(empty_finding(target, version).await?);
+    out.push(match pgmig_core::state::load_migration(target).await {
+        Ok(m) => state_finding(m.as_ref()),
+        Err(e) => query_failed(TARGET, ids::TARGET_STATE, e)?,
+    });
     debug!(findings = out.len(), "target checked");
     Ok(out)
 }
@@ -188,6 +193,28 @@ async fn empty_finding(target: &impl GenericClient, version: ServerVersion) -> R
     Ok(judge_empty(&tables, state))
 }
 
+/// Says which migration pgmig's state in the target belongs to; pure. Only
+/// a caller that also knows the source can judge whether it is this one
+/// (`pgmig check` makes it a blocker when it is not).
+pub(crate) fn state_finding(m: Option<&pgmig_core::state::MigrationRecord>) -> Finding {
+    let id = ids::TARGET_STATE;
+    match m {
+        None => Finding::ok(TARGET, id, "no migration recorded yet"),
+        Some(m) => Finding::ok(
+            TARGET,
+            id,
+            format!(
+                "holds pgmig's state of the migration from database {:?} of system {}{}",
+                m.source_database,
+                m.source_system_identifier,
+                m.pause_lsn
+                    .map(|p| format!(", P = {p}"))
+                    .unwrap_or_default()
+            ),
+        ),
+    }
+}
+
 /// Judges the target's tables (already without schemas `pgmig`,
 /// `pglogical` and the system's); pure.
 pub(crate) fn judge_empty(tables: &[TableInfo], has_state_schema: bool) -> Finding {
@@ -294,5 +321,23 @@ mod tests {
     fn an_empty_target_may_hold_pgmig_state() {
         assert_eq!(judge_empty(&[], false).severity, Severity::Ok);
         assert!(judge_empty(&[], true).summary.contains("pgmig's own state"));
+    }
+
+    #[test]
+    fn the_state_names_its_migration() {
+        assert_eq!(state_finding(None).summary, "no migration recorded yet");
+        let m = pgmig_core::state::MigrationRecord {
+            source_system_identifier: 7,
+            source_database: "app's".into(),
+            plan: pgmig_core::plan::Plan::default(),
+            pause_lsn: Some(pgmig_core::Lsn(0x1_0000_0010)),
+            paused_at: None,
+        };
+        let f = state_finding(Some(&m));
+        assert_eq!(f.severity, Severity::Ok);
+        assert_eq!(
+            f.summary,
+            "holds pgmig's state of the migration from database \"app's\" of system 7, P = 1/10"
+        );
     }
 }
