@@ -52,6 +52,10 @@ struct Names {
     mb_table: String,
     mb_column: String,
     mb_column2: String,
+    /// A unique constraint, a check constraint and an index, 63 bytes each.
+    unique63: String,
+    check63: String,
+    index63: String,
 }
 
 impl Names {
@@ -65,6 +69,9 @@ impl Names {
             mb_table: bytes63("", '☕'),
             mb_column: bytes63("", 'é'),
             mb_column2: bytes63("Ü", 'ü'),
+            unique63: bytes63("Uniq \"", 'é'),
+            check63: bytes63("chk's ", '☕'),
+            index63: bytes63("Idx.%_[", 'i'),
         }
     }
 
@@ -132,12 +139,17 @@ CREATE TABLE public."back\slash" ("\" int PRIMARY KEY, v text);
 INSERT INTO public."back\slash" SELECT g, E'\\' || g FROM generate_series(1, 100) g;
 CREATE TABLE {t9} (id serial PRIMARY KEY, {lc} text, "user" text);
 INSERT INTO {t9} ({lc}, "user") SELECT 'long ' || g, 'u' || g FROM generate_series(1, 150) g;
-CREATE TABLE {t10} ({mc} int PRIMARY KEY, {mc2} text, n serial);
+CREATE TABLE {t10} ({mc} int PRIMARY KEY, {mc2} text, n serial,
+    CONSTRAINT {uq63} UNIQUE ({mc2}), CONSTRAINT {ck63} CHECK (n > 0));
+CREATE INDEX {ix63} ON {t9} ("user", {lc});
 INSERT INTO {t10} ({mc}, {mc2}) SELECT g, repeat('ü', 20) || g FROM generate_series(1, 3000) g;
 ANALYZE;
 "#,
             cafe = qi(&n.cafe),
             long_schema = qi(&n.long_schema),
+            uq63 = qi(&n.unique63),
+            ck63 = qi(&n.check63),
+            ix63 = qi(&n.index63),
         )
     }
 
@@ -183,9 +195,9 @@ DELETE FROM public."back\slash" WHERE "\" > 95;
 INSERT INTO {t9} ({lc}, "user") SELECT 'more ' || g, 'w' FROM generate_series(1, 10) g;
 UPDATE {t9} SET {lc} = 'changed' WHERE id % 9 = 0;
 DELETE FROM {t9} WHERE id % 13 = 0;
-INSERT INTO {t10} ({mc}, {mc2}) SELECT g, 'ÿ' FROM generate_series(200000, 200010) g;
+INSERT INTO {t10} ({mc}, {mc2}) SELECT g, 'ÿ' || g FROM generate_series(200000, 200010) g;
 UPDATE {t10} SET {mc} = {mc} + 100000 WHERE {mc} < 4;
-UPDATE {t10} SET {mc2} = 'ü' WHERE {mc} BETWEEN 20 AND 30;
+UPDATE {t10} SET {mc2} = 'ü' || {mc} WHERE {mc} BETWEEN 20 AND 30;
 DELETE FROM {t10} WHERE {mc} BETWEEN 40 AND 45;
 "#
         )
@@ -419,7 +431,12 @@ async fn hostile_identifiers_through_every_command() {
     assert!(split.parse::<i64>().unwrap() >= 2, "{split} table(s) split");
     assert_equal(&lab, &names, false, "after the load").await;
     // The index, constraint and foreign key kept their names.
-    for name in ["idx \"q\" it's ☕", "uniq's \"c\" ☕"] {
+    for name in [
+        "idx \"q\" it's ☕",
+        "uniq's \"c\" ☕",
+        names.unique63.as_str(),
+        names.index63.as_str(),
+    ] {
         assert_eq!(
             lab.target
                 .query_one_string(
@@ -435,11 +452,21 @@ async fn hostile_identifiers_through_every_command() {
             "{name}"
         );
     }
-    assert_eq!(
-        lab.target_sql("SELECT count(*)::text FROM pg_constraint WHERE conname = 'fk \"a_b\" ☕'")
+    for name in [
+        "fk \"a_b\" ☕",
+        names.unique63.as_str(),
+        names.check63.as_str(),
+    ] {
+        assert_eq!(
+            lab.target_sql(&format!(
+                "SELECT count(*)::text FROM pg_constraint WHERE conname = {}",
+                pgmig_core::ident::quote_literal(name)
+            ))
             .await,
-        "1"
-    );
+            "1",
+            "{name}"
+        );
+    }
 
     for mode in ["counts", "checksums", "buckets", "sample"] {
         let o = run(with(&["verify", "--mode", mode])).await;
