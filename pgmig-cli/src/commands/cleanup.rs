@@ -112,6 +112,9 @@ pub async fn run(global: &GlobalArgs, args: &CleanupArgs) -> anyhow::Result<Outc
     let settings = Settings::load(global)?;
     let source = connect(&settings, ServerRole::Source).await?;
     let target = connect(&settings, ServerRole::Target).await?;
+    // Swapped, the "target" holds no state and cleanup would find nothing
+    // to drop while the real slots stay: say so instead.
+    super::setup::refuse_swapped(&source, &target).await?;
     let mut opts = CleanupOptions::default();
     if let Some(name) = &args.node_name {
         opts.node_name = name.clone();
