@@ -5,13 +5,18 @@
 //! a dot, and exactly 63 bytes (ASCII and multi-byte), plus a 62-byte slot
 //! name (the longest pgmig allows) written into the plan file.
 //!
-//! check, plan (written, edited, read back), setup, snapshot, schema, load,
-//! verify in every mode, cdc after inserts, updates (keys too) and deletes,
-//! dms generate (every JSON file valid, each selection rule matching exactly
-//! its table among all the source's tables under DMS's wildcard rules),
-//! cutover, status and cleanup all succeed, and every table is equal row
-//! for row on source and target. A hostile slot name in the plan file is
-//! refused before anything changes.
+//! check, plan (written, edited, read back; `--exclude` with quoted hostile
+//! patterns), setup (with a hostile pglogical node name), snapshot, schema,
+//! load (split into page and key chunks), verify in every mode (and
+//! `--include` with quoted hostile patterns), cdc after inserts, updates
+//! (keys too) and deletes, dms generate with both selection styles (every
+//! JSON file valid, each selection rule matching exactly its table among
+//! all the source's tables under DMS's wildcard rules), cutover (sequences
+//! whose names PostgreSQL truncated), status and cleanup all succeed, and
+//! every table is equal row for row on source and target. Hostile slot
+//! names in the plan file or `--slot`, and an invalid DMS `--prefix`, are
+//! refused before anything changes. A second test runs the migration
+//! between databases whose own names are hostile.
 
 use std::path::{Path, PathBuf};
 
