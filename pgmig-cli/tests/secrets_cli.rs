@@ -1052,6 +1052,11 @@ async fn passwords_never_leak_through_any_command_channel_or_store() {
                 percent_encode(&h.secrets.target)
             ),
             format!("postgres://{ROLE}:{}@127.0.0.1/db", h.secrets.target),
+            // Unquoted, so the space splits it.
+            format!(
+                "host=127.0.0.1 user={ROLE} password={} dbname=x",
+                h.secrets.target
+            ),
             format!(
                 "host=127.0.0.1 user={ROLE} password={} sslmode=bogus",
                 conninfo_quote(&h.secrets.target)
