@@ -62,7 +62,11 @@ impl fmt::Display for LockHolder {
         }
         write!(f, ")")?;
         if let Some(query) = self.query.as_deref().filter(|q| !q.is_empty()) {
-            write!(f, ": {}", query.split_whitespace().collect::<Vec<_>>().join(" "))?;
+            write!(
+                f,
+                ": {}",
+                query.split_whitespace().collect::<Vec<_>>().join(" ")
+            )?;
         }
         Ok(())
     }
@@ -127,6 +131,9 @@ mod tests {
             "pid 42 holds AccessExclusiveLock (user app, application \"psql\", from 10.0.0.5, \
              idle in transaction, transaction open 12 s): LOCK TABLE public.t"
         );
-        assert_eq!(describe_holders(&[]), "no session holds a lock on it any more");
+        assert_eq!(
+            describe_holders(&[]),
+            "no session holds a lock on it any more"
+        );
     }
 }

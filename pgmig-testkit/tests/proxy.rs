@@ -31,7 +31,10 @@ async fn proxy_cuts_stalls_and_refuses() {
     // A cut closes the open connection; a new one works.
     proxy.cut();
     let err = one(&client).await.unwrap_err();
-    assert!(err.is_closed() || err.to_string().contains("closed"), "{err}");
+    assert!(
+        err.is_closed() || err.to_string().contains("closed"),
+        "{err}"
+    );
     let client = connect(&proxy).await.unwrap();
     assert_eq!(one(&client).await.unwrap(), 1);
 
@@ -45,7 +48,10 @@ async fn proxy_cuts_stalls_and_refuses() {
     // A byte limit cuts in the middle of a large result.
     proxy.cut_after_bytes(proxy.bytes_forwarded() + 100_000);
     let big = client
-        .query("SELECT repeat('x', 1000) FROM generate_series(1, 10000)", &[])
+        .query(
+            "SELECT repeat('x', 1000) FROM generate_series(1, 10000)",
+            &[],
+        )
         .await;
     assert!(big.is_err(), "a 10 MB result passed a 100 kB limit");
     assert!(!proxy.cut_pending());

@@ -7,8 +7,8 @@
 //! `\'` and `\\` inside quotes).
 
 use super::ConfigError;
-use super::redact::{embedded_password, is_password_key};
 pub(crate) use super::redact::mask_credentials;
+use super::redact::{embedded_password, is_password_key};
 
 /// One `key=value` pair as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
