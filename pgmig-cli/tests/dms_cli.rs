@@ -7,6 +7,9 @@
 #[path = "../../pgmig-dms/tests/support/botocore.rs"]
 mod botocore;
 
+mod common;
+
+use common::files_under;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -201,7 +204,7 @@ async fn dms_generate_writes_valid_inputs_and_refuses_a_slot_past_p() {
         manifest["tasks"][0]["lob"]["largest"]["column"], "note",
         "{manifest}"
     );
-    for entry in walk(&out_dir) {
+    for entry in files_under(&out_dir) {
         let content = std::fs::read_to_string(&entry).unwrap();
         assert!(
             !content.contains(PASSWORD),
@@ -442,20 +445,4 @@ async fn dms_generate_after_setup_and_snapshot_measures_on_the_replica() {
     );
     botocore::validate(&work, &[]);
     let _ = std::fs::remove_dir_all(&work);
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let path = e.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }

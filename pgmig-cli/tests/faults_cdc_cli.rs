@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Lab3, WAIT, assert_exit, assert_ok, text};
+use common::{Lab3, WAIT, assert_exit, assert_ok, text, wait_until};
 use pgmig_testkit::{Proxy, StopMode, skip_unless_available};
 use tokio::process::Child;
 
@@ -148,19 +148,6 @@ async fn applied(lab: &Lab3) -> i64 {
         return 0;
     }
     lab.applied().await
-}
-
-/// Waits until `cond` holds, polling.
-async fn wait_until<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,11 +17,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Lab3, WAIT, assert_exit, assert_ok, text};
+use common::{Lab3, WAIT, assert_exit, assert_ok, text, wait_until};
 use pgmig_testkit::{Lab, Proxy, StopMode, skip_unless_available};
 use tokio::process::{Child, Command};
 
@@ -115,19 +114,6 @@ async fn copy_tasks(lab: &Lab3) -> i64 {
         .await
         .parse()
         .unwrap()
-}
-
-/// Polls `cond` every 20 ms until it holds, failing after [`WAIT`].
-async fn wait_until<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + WAIT;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Sessions on the target waiting for the gate.

@@ -18,11 +18,10 @@
 //! refused before anything changes. A second test runs the migration
 //! between databases whose own names are hostile.
 
-use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::{Lab3, assert_exit, assert_ok, text};
+use common::{Lab3, assert_exit, assert_ok, files_under, text};
 use pgmig_testkit::skip_unless_available;
 
 /// `name` quoted as a PostgreSQL identifier.
@@ -249,23 +248,6 @@ fn dms_matches(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
     go(&p, &n)
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let path = e.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Every user table of the source, as (schema, name).
@@ -552,7 +534,7 @@ async fn hostile_identifiers_through_every_command() {
         .await;
         assert_ok(&o, &format!("dms generate --selection {selection}"));
         let mut selected: Vec<(String, String)> = Vec::new();
-        let files = walk(&out_dir);
+        let files = files_under(&out_dir);
         assert!(!files.is_empty());
         for file in &files {
             let content = std::fs::read_to_string(file).unwrap();
@@ -782,7 +764,7 @@ async fn hostile_database_names_through_every_command() {
         .unwrap();
     assert_ok(&o, "dms generate");
     let mut databases = Vec::new();
-    for file in walk(&out_dir) {
+    for file in files_under(&out_dir) {
         if file.extension().is_some_and(|e| e == "json") {
             let doc: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();

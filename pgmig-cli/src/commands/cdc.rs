@@ -406,24 +406,5 @@ async fn refuse_other_source(settings: &Settings) -> anyhow::Result<()> {
     let Some(m) = state::load_migration(&target).await? else {
         return super::setup::refuse_swapped(&source, &target).await;
     };
-    if m.source_system_identifier != source_id {
-        return Err(Error::from(Refusal::StateOfOtherSource {
-            recorded: m.source_system_identifier,
-            source_id,
-        })
-        .into());
-    }
-    let database: String = source
-        .query_one("SELECT current_database()::text", &[])
-        .await?
-        .get(0);
-    if m.source_database != database {
-        return Err(UsageError(format!(
-            "the target's migration is from database {:?}, but --source names database {database:?}: \
-             point --source at the migration's source database",
-            m.source_database
-        ))
-        .into());
-    }
-    Ok(())
+    super::setup::refuse_state_of_other_source(&source, source_id, &m).await
 }

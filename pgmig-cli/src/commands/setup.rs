@@ -70,27 +70,7 @@ pub(crate) async fn refuse_wrong_wiring(
         .into());
     }
     if let Some(m) = state::load_migration(target).await? {
-        if m.source_system_identifier != source_id {
-            return Err(pgmig_pglogical::Error::from(Refusal::StateOfOtherSource {
-                recorded: m.source_system_identifier,
-                source_id,
-            })
-            .into());
-        }
-        let database: String = source
-            .query_one("SELECT current_database()::text", &[])
-            .await?
-            .get(0);
-        if m.source_database != database {
-            return Err(UsageError(format!(
-                "the target's state belongs to a migration from database {:?}, but --source names \
-                 database {database:?} of the same server: point --source and --target at the \
-                 databases of this migration, or run `pgmig cleanup` against the target first",
-                m.source_database
-            ))
-            .into());
-        }
-        return Ok(());
+        return refuse_state_of_other_source(source, source_id, &m).await;
     }
     refuse_swapped(source, target).await?;
     let has_state: bool = target
@@ -245,6 +225,36 @@ pub async fn run(global: &GlobalArgs, args: &SetupArgs) -> anyhow::Result<Outcom
         println!("next: pgmig snapshot");
     }
     Ok(Outcome::Success)
+}
+
+/// Refuses a target whose recorded migration `m` is not from this source
+/// (system identifier `source_id`) and database: another migration's target.
+pub(crate) async fn refuse_state_of_other_source(
+    source: &Client,
+    source_id: u64,
+    m: &state::MigrationRecord,
+) -> anyhow::Result<()> {
+    if m.source_system_identifier != source_id {
+        return Err(pgmig_pglogical::Error::from(Refusal::StateOfOtherSource {
+            recorded: m.source_system_identifier,
+            source_id,
+        })
+        .into());
+    }
+    let database: String = source
+        .query_one("SELECT current_database()::text", &[])
+        .await?
+        .get(0);
+    if m.source_database != database {
+        return Err(UsageError(format!(
+            "the target's state belongs to a migration from database {:?}, but --source names \
+             database {database:?} of the same server: point --source and --target at the \
+             databases of this migration, or run `pgmig cleanup` against the target first",
+            m.source_database
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Refuses source and target given the wrong way round: the target holds no
