@@ -86,24 +86,35 @@ impl ConnConfig {
         }
         // Unless the connection string says otherwise, a dead peer (a
         // partition, a crashed host) is noticed in about two minutes, not
-        // the operating system's two hours: see DEFAULT_KEEPALIVES_IDLE.
+        // the operating system's two hours: see DEFAULT_KEEPALIVES_IDLE. An
+        // explicit 0 keeps its libpq meaning, "the system's default".
         let secs = std::time::Duration::from_secs;
-        pg.keepalives_idle(
-            self.keepalives_idle
-                .filter(|s| *s > 0)
-                .map_or(DEFAULT_KEEPALIVES_IDLE, secs),
-        );
-        pg.keepalives_interval(
-            self.keepalives_interval
-                .filter(|s| *s > 0)
-                .map_or(DEFAULT_KEEPALIVES_INTERVAL, secs),
-        );
-        pg.keepalives_retries(self.keepalives_count.unwrap_or(DEFAULT_KEEPALIVES_COUNT));
-        pg.tcp_user_timeout(
-            self.tcp_user_timeout
-                .filter(|ms| *ms > 0)
-                .map_or(DEFAULT_TCP_USER_TIMEOUT, std::time::Duration::from_millis),
-        );
+        match self.keepalives_idle {
+            Some(0) => {}
+            idle => {
+                pg.keepalives_idle(idle.map_or(DEFAULT_KEEPALIVES_IDLE, secs));
+            }
+        }
+        match self.keepalives_interval {
+            Some(0) => {}
+            interval => {
+                pg.keepalives_interval(interval.map_or(DEFAULT_KEEPALIVES_INTERVAL, secs));
+            }
+        }
+        match self.keepalives_count {
+            Some(0) => {}
+            count => {
+                pg.keepalives_retries(count.unwrap_or(DEFAULT_KEEPALIVES_COUNT));
+            }
+        }
+        match self.tcp_user_timeout {
+            Some(0) => {}
+            ms => {
+                pg.tcp_user_timeout(
+                    ms.map_or(DEFAULT_TCP_USER_TIMEOUT, std::time::Duration::from_millis),
+                );
+            }
+        }
         pg
     }
 
@@ -211,5 +222,11 @@ mod tests {
             .unwrap()
             .to_tokio_config();
         assert!(!off.get_keepalives());
+        // 0 keeps libpq's meaning: not pgmig's default, the driver's/system's.
+        let zero = ConnConfig::parse("host=db keepalives_idle=0 tcp_user_timeout=0")
+            .unwrap()
+            .to_tokio_config();
+        assert_ne!(zero.get_keepalives_idle(), DEFAULT_KEEPALIVES_IDLE);
+        assert_eq!(zero.get_tcp_user_timeout(), None);
     }
 }

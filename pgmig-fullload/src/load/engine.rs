@@ -258,12 +258,20 @@ async fn explain(ctx: &Ctx, task: &Task, err: LoadError) -> LoadError {
     if code == Some(SqlState::LOCK_NOT_AVAILABLE)
         && let Some(table) = &task.table
     {
-        let holders = match ctx.target.connect().await {
-            Ok(client) => match lock_holders(&client, table).await {
-                Ok(h) => describe_holders(&h),
-                Err(e) => format!("could not list the sessions holding it ({e})"),
-            },
-            Err(e) => format!("could not list the sessions holding it ({e})"),
+        // Bounded like every other exchange: naming the blocker must not
+        // hang the load that gave up waiting for it.
+        let listed = tokio::time::timeout(ctx.stall_timeout, async {
+            let client = ctx.target.connect().await?;
+            lock_holders(&client, table).await
+        })
+        .await;
+        let holders = match listed {
+            Ok(Ok(h)) => describe_holders(&h),
+            Ok(Err(e)) => format!("could not list the sessions holding it ({e})"),
+            Err(_) => format!(
+                "could not list the sessions holding it (no answer from the target for {} s)",
+                ctx.stall_timeout.as_secs()
+            ),
         };
         return LoadError::LockTimeout {
             what,
@@ -375,14 +383,35 @@ async fn run_task(
             // target in far fewer channel messages and socket writes.
             let mut pending = BytesMut::with_capacity(COALESCE);
             // Every read and write is under the stall watchdog: a COPY that
-            // moves no byte for stall_timeout gives up.
-            while let Some(piece) = ctx
-                .within(&what, ServerRole::Replica, none, async {
-                    Ok(stream.next().await)
-                })
-                .await?
-            {
-                let piece = piece.map_err(LoadError::step(what.clone(), ServerRole::Replica))?;
+            // moves no byte for stall_timeout gives up. The replica sends
+            // one message per row, so the read side's watchdog is one timer
+            // that, when it fires, looks whether bytes arrived since it was
+            // set (a stall is noticed after one to two stall_timeouts)
+            // rather than a timer per row.
+            let mut watchdog = Box::pin(tokio::time::sleep(ctx.stall_timeout));
+            let mut streamed_at_tick: u64 = 0;
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    next = stream.next() => next,
+                    () = &mut watchdog => {
+                        if streamed == streamed_at_tick {
+                            return Err(LoadError::Stalled {
+                                what: what.clone(),
+                                role: ServerRole::Replica,
+                                after: ctx.stall_timeout,
+                            });
+                        }
+                        streamed_at_tick = streamed;
+                        watchdog
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + ctx.stall_timeout);
+                        continue;
+                    }
+                };
+                let Some(piece) = next else { break };
+                let piece =
+                    piece.map_err(|e| LoadError::step(what.clone(), ServerRole::Replica)(e))?;
                 streamed += piece.len() as u64;
                 pending.extend_from_slice(&piece);
                 if pending.len() >= COALESCE {
@@ -495,11 +524,16 @@ async fn run_task(
     }
     // Without an answer the commit may or may not have happened; either
     // way the task's data and its done mark went together.
-    ctx.within("commit a task", ServerRole::Target, none, async {
-        tx.commit()
-            .await
-            .map_err(LoadError::step("commit", ServerRole::Target))
-    })
+    ctx.within(
+        "commit a task (it may have committed: a rerun resumes either way)",
+        ServerRole::Target,
+        none,
+        async {
+            tx.commit()
+                .await
+                .map_err(LoadError::step("commit", ServerRole::Target))
+        },
+    )
     .await?;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match &task.kind {
