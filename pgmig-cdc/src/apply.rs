@@ -32,6 +32,7 @@ use crate::table::{
     update_sql,
 };
 use crate::value::text_value;
+use crate::worker::Watchdog;
 
 /// Statements sent at once, pipelined on the one connection.
 ///
@@ -172,16 +173,20 @@ pub(crate) struct Applier {
     in_transaction: bool,
     /// The session's `lock_timeout`, for messages.
     lock_timeout: std::time::Duration,
+    /// Told of every answer from the target.
+    watchdog: Arc<Watchdog>,
 }
 
 impl Applier {
     /// An applier on `target`, a connection whose session already runs with
-    /// `session_replication_role = replica` and `lock_timeout`.
+    /// `session_replication_role = replica` and `lock_timeout`; each answer
+    /// from the target is told to `watchdog`.
     pub(crate) fn new(
         slot: &str,
         target: Client,
         version: ServerVersion,
         lock_timeout: std::time::Duration,
+        watchdog: Arc<Watchdog>,
     ) -> Applier {
         Applier {
             slot: slot.to_owned(),
@@ -192,6 +197,7 @@ impl Applier {
             pending: Vec::new(),
             in_transaction: false,
             lock_timeout,
+            watchdog,
         }
     }
 
@@ -256,6 +262,7 @@ impl Applier {
                     Err(e) => return Err(self.query_error(format!("prepare {}", op.sql))(e)),
                 };
                 self.statements.insert(op.sql.clone(), stmt);
+                self.watchdog.touch();
             }
         }
         match self.run_ops(&ops).await {
@@ -366,6 +373,8 @@ impl Applier {
                 }
             }))
             .await;
+            // A window answered: a long transaction going on is no stall.
+            self.watchdog.touch();
             for (i, (op, result)) in window.iter().zip(results).enumerate() {
                 let rows = match result {
                     Ok(rows) => rows,

@@ -181,6 +181,28 @@ pub enum CdcError {
         idle_s: f64,
     },
 
+    /// A session of an earlier attempt of this applier did not end in
+    /// time: it still holds the slot (source) or the slot's lock (target).
+    /// Retried like a lost connection.
+    #[error(
+        "slot {slot}: the session of an earlier attempt on the {server} (pid {pid}) did not end within \
+         {waited_s:.0} s{}",
+        if *.sync_rep { "; its commit waits for a synchronous standby (wait_event SyncRep), which \
+         pgmig does not cut short" } else { " of being terminated" }
+    )]
+    AbandonedSession {
+        /// The slot.
+        slot: String,
+        /// `source` or `target`.
+        server: &'static str,
+        /// Its backend pid.
+        pid: i32,
+        /// How long this attempt waited.
+        waited_s: f64,
+        /// Whether it waits for a synchronous standby to confirm its commit.
+        sync_rep: bool,
+    },
+
     /// The applier was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -233,7 +255,7 @@ impl CdcError {
             CdcError::Query { source, .. } => driver_kind(source),
             CdcError::NotReady(_) | CdcError::SlotMissing { .. } => ErrorKind::Usage,
             CdcError::LockTimeout { .. } => ErrorKind::LockOrCancel,
-            CdcError::Stalled { .. } => ErrorKind::Connection,
+            CdcError::Stalled { .. } | CdcError::AbandonedSession { .. } => ErrorKind::Connection,
             _ => ErrorKind::Other,
         }
     }

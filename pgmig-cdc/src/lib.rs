@@ -20,7 +20,9 @@
 //! Faults are bounded: a lost connection is reopened (for
 //! [`CdcOptions::reconnect_timeout`]); a server that stops answering
 //! without closing the connection (a hung server, a stalled network) is
-//! given up after [`CdcOptions::stall_timeout`] and treated the same, and
+//! given up after [`CdcOptions::stall_timeout`] and treated the same — a
+//! server that is merely slow (still running pgmig's statement, as a
+//! second connection sees) is waited for — and
 //! the applier's abandoned sessions on the servers are ended once it
 //! reaches them again, so they cannot keep holding the slot or its lock; a
 //! change that waits for a target lock longer than
@@ -90,7 +92,9 @@ pub struct CdcOptions {
     /// target without applying anything in between. Default: 10 minutes.
     pub reconnect_timeout: Duration,
     /// How long to wait for the slot's lock on the target (held by another
-    /// applier, or by a killed one whose session has not ended yet).
+    /// applier, or by a killed one whose session has not ended yet), and
+    /// for a session of the applier's own earlier attempt to end once
+    /// terminated (then the worker retries, within `reconnect_timeout`).
     /// Default: 10 s.
     pub lock_wait: Duration,
     /// How long one statement on the target waits for a lock held by
@@ -102,12 +106,20 @@ pub struct CdcOptions {
     pub lock_timeout: Duration,
     /// How long a worker waits for any answer from the source or the
     /// target (a connect, the next row of a slot read, a window of applied
-    /// statements, a commit, a slot advance) before it treats the
-    /// connection as lost: it drops it, ends its own abandoned server
-    /// sessions once it reaches the server again, and reconnects (within
-    /// `reconnect_timeout`). A statement that may wait for a lock gets
-    /// `lock_timeout` more. Catches stalls that TCP does not (a hung
-    /// server or middlebox; keepalives only see a dead peer). Default: 300 s.
+    /// statements, a commit, a slot advance) before it looks at its session
+    /// on that server from a second, short-lived connection (waiting at most
+    /// this long, and 30 s). A session still running the statement and not
+    /// waiting on the network or on another session's lock (a long slot
+    /// advance or read on a big source, a large transaction being applied,
+    /// a commit waiting for a synchronous standby) is working: the worker
+    /// waits another round. Otherwise (no answer on the second connection
+    /// either, the session gone, idle, or blocked sending to or reading from
+    /// pgmig) it treats the connection as lost: it drops it, ends its own
+    /// abandoned server sessions once it reaches the server again, and
+    /// reconnects (within `reconnect_timeout`). A statement that may wait
+    /// for a lock gets `lock_timeout` more. Catches stalls that TCP does
+    /// not (a hung server or middlebox; keepalives only see a dead peer).
+    /// Default: 300 s.
     pub stall_timeout: Duration,
     /// Only these slots of the plan; `None`: all. Default: `None`.
     pub slots: Option<Vec<String>>,

@@ -2,6 +2,7 @@
 //! what the target already holds, apply the rest with the progress row,
 //! then advance the slot; reconnect after a lost connection.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
@@ -42,10 +43,12 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Notices when a session gets no answer for too long: the session marks
 /// each step it starts and each answer it gets; [`Watchdog::expired`]
-/// resolves once none came for `limit`.
+/// resolves once none came for `limit`. It also knows the attempt's
+/// server sessions, so [`stalled`] can look at what they are doing.
 pub(crate) struct Watchdog {
     limit: Duration,
     last: std::sync::Mutex<(Instant, &'static str, &'static str)>,
+    backends: std::sync::Mutex<Vec<Backend>>,
 }
 
 impl Watchdog {
@@ -53,6 +56,7 @@ impl Watchdog {
         Watchdog {
             limit,
             last: std::sync::Mutex::new((Instant::now(), "source", "connecting")),
+            backends: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -62,8 +66,8 @@ impl Watchdog {
         *last = (Instant::now(), server, doing);
     }
 
-    /// An answer came: the step goes on.
-    fn touch(&self) {
+    /// An answer came (or the server is working on the step): the step goes on.
+    pub(crate) fn touch(&self) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.0 = Instant::now();
     }
@@ -80,49 +84,290 @@ impl Watchdog {
             tokio::time::sleep((self.limit - idle).max(Duration::from_millis(100))).await;
         }
     }
+
+    /// This attempt's session on a server is `backend`.
+    fn record(&self, backend: Backend) {
+        let mut backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        backends.retain(|b| b.server != backend.server);
+        backends.push(backend);
+    }
+
+    /// This attempt's session on `server`, once known.
+    fn backend(&self, server: &str) -> Option<Backend> {
+        let backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        backends.iter().find(|b| b.server == server).cloned()
+    }
+
+    /// This attempt's sessions.
+    fn backends(&self) -> Vec<Backend> {
+        self.backends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
-/// A server session of an earlier attempt: its backend pid and start time
-/// (`pg_stat_activity.backend_start` as text, so a reused pid is told apart).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Sessions {
-    source: Option<(i32, String)>,
-    target: Option<(i32, String)>,
+/// A server session of one attempt of an applier: its backend pid, its
+/// start time (`pg_stat_activity.backend_start` as text, so a reused pid is
+/// told apart) and the attempt's own `application_name` (so a server
+/// backend that a pooler handed on to another client is told apart too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Backend {
+    server: &'static str,
+    pid: i32,
+    started: String,
+    application_name: String,
 }
 
-const BACKEND_SQL: &str = "SELECT pg_catalog.pg_backend_pid(), backend_start::text \
+const BACKEND_SQL: &str = "SELECT pg_catalog.pg_backend_pid(), backend_start::text, application_name \
      FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()";
+
+/// What a session of this applier is doing, seen from another connection.
+const ACTIVITY_SQL: &str = "SELECT state, wait_event_type, wait_event FROM pg_catalog.pg_stat_activity \
+     WHERE pid = $1 AND backend_start::text = $2 AND application_name = $3";
 
 /// Ends a backend of this applier's earlier attempt if it still runs: after
 /// a stall or a partition the server may not have noticed that pgmig gave
 /// it up, and it would keep holding the slot (source) or the slot's lock and
-/// the rows of a batch that will never commit (target).
-const END_SESSION_SQL: &str = "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
-     WHERE pid = $1 AND backend_start::text = $2";
+/// the rows of a batch that will never commit (target). A commit waiting for
+/// a synchronous standby (`wait_event` `SyncRep`) is not cut short: ending
+/// it would leave a commit on the target that the standby may not have.
+/// The first column says whether it waits so.
+const END_SESSION_SQL: &str = "SELECT wait_event IS NOT DISTINCT FROM 'SyncRep', \
+     CASE WHEN wait_event IS DISTINCT FROM 'SyncRep' THEN pg_catalog.pg_terminate_backend(pid) END \
+     FROM pg_catalog.pg_stat_activity WHERE pid = $1 AND backend_start::text = $2 AND application_name = $3";
 
-async fn backend(client: &tokio_postgres::Client) -> Option<(i32, String)> {
-    let row = client.query_opt(BACKEND_SQL, &[]).await.ok()??;
-    Some((row.get(0), row.get(1)))
+/// The most an `application_name` holds (`NAMEDATALEN - 1`).
+const MAX_NAME: usize = 63;
+
+/// A new `application_name` for one attempt on `slot`:
+/// `pgmig cdc <slot> <random>`, printable ASCII, at most 63 bytes with the
+/// random part kept whole.
+fn attempt_name(slot: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let tag = format!("{:012x}", h.finish() & 0xffff_ffff_ffff);
+    let mut name: String = format!("pgmig cdc {slot}")
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(MAX_NAME - 1 - tag.len())
+        .collect();
+    name.push(' ');
+    name.push_str(&tag);
+    name
 }
 
-async fn end_abandoned(
-    client: &tokio_postgres::Client,
-    slot: &str,
-    server: &str,
-    session: Option<(i32, String)>,
-) {
-    let Some((pid, started)) = session else {
-        return;
-    };
-    match client.query_opt(END_SESSION_SQL, &[&pid, &started]).await {
-        Ok(Some(_)) => {
-            warn!(slot, server, pid, "ended this applier's abandoned session")
-        }
-        Ok(None) => {}
-        Err(e) => {
-            warn!(slot, server, pid, error = %e, "could not end this applier's abandoned session")
+async fn backend(client: &tokio_postgres::Client, server: &'static str) -> Option<Backend> {
+    let row = client.query_opt(BACKEND_SQL, &[]).await.ok()??;
+    Some(Backend {
+        server,
+        pid: row.get(0),
+        started: row.get(1),
+        application_name: row.try_get::<_, Option<String>>(2).ok()??,
+    })
+}
+
+/// What a backend was doing: its `state`, `wait_event_type` and
+/// `wait_event` in `pg_stat_activity`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Activity {
+    state: Option<String>,
+    wait_event_type: Option<String>,
+    wait_event: Option<String>,
+}
+
+impl Activity {
+    /// Whether the server is working on our statement: it runs it and is
+    /// not waiting on us (`Client`: blocked sending to or reading from a
+    /// network that stalled) nor on another session's lock (`Lock`: bounded
+    /// by `lock_timeout`; with none, such a wait counts as a stall). Busy
+    /// on CPU, I/O, an LWLock or a synchronous standby (`IPC`/`SyncRep`) is
+    /// working.
+    fn working(&self) -> bool {
+        self.state.as_deref() == Some("active")
+            && !matches!(self.wait_event_type.as_deref(), Some("Client" | "Lock"))
+    }
+}
+
+impl std::fmt::Display for Activity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.state.as_deref().unwrap_or("no state"))?;
+        match (&self.wait_event_type, &self.wait_event) {
+            (Some(t), Some(e)) => write!(f, ", waiting on {t}/{e}"),
+            _ => Ok(()),
         }
     }
+}
+
+/// The most one look at a session may take (connect and query); less
+/// when the stall timeout is shorter.
+const LOOK_LIMIT: Duration = Duration::from_secs(30);
+
+/// What `backend` is doing, asked on a new short-lived connection.
+async fn look_at(config: &ConnConfig, backend: &Backend) -> Result<Option<Activity>, CdcError> {
+    let client = config
+        .clone()
+        .with_application_name("pgmig cdc watchdog")
+        .connect()
+        .await?;
+    let row = client
+        .query_opt(
+            ACTIVITY_SQL,
+            &[&backend.pid, &backend.started, &backend.application_name],
+        )
+        .await
+        .map_err(pgmig_core::Error::query("read pg_stat_activity"))?;
+    Ok(row.map(|r| Activity {
+        state: r.get(0),
+        wait_event_type: r.get(1),
+        wait_event: r.get(2),
+    }))
+}
+
+/// Resolves once a step of the attempt is stalled: no answer came for the
+/// watchdog's limit, and the server is not working on it either. When the
+/// limit passes, the step's session is looked at from a second connection
+/// (bounded by the stall timeout, at most [`LOOK_LIMIT`]); a server still
+/// running our statement (a long slot advance or read, a large apply, a
+/// commit waiting for a synchronous standby) restarts the wait. A stall is
+/// a second connection that gets no answer either, or a session that is
+/// gone, idle, or blocked on the network.
+async fn stalled(job: &SlotJob, watchdog: &Watchdog) -> (&'static str, &'static str, Duration) {
+    let slot = job.slot.as_str();
+    loop {
+        let (server, doing, idle) = watchdog.expired().await;
+        let Some(backend) = watchdog.backend(server) else {
+            return (server, doing, idle);
+        };
+        let config = if server == "source" {
+            &job.source
+        } else {
+            &job.target
+        };
+        let limit = job.opts.stall_timeout.min(LOOK_LIMIT);
+        match tokio::time::timeout(limit, look_at(config, &backend)).await {
+            Ok(Ok(Some(activity))) if activity.working() => {
+                info!(slot, server, pid = backend.pid, doing, activity = %activity,
+                    idle_s = idle.as_secs(), "no answer yet, but the server is working on it; waiting");
+                watchdog.touch();
+            }
+            Ok(Ok(Some(activity))) => {
+                warn!(slot, server, pid = backend.pid, doing, activity = %activity,
+                    "no answer, and the session is not working on it");
+                return (server, doing, idle);
+            }
+            Ok(Ok(None)) => {
+                warn!(
+                    slot,
+                    server,
+                    pid = backend.pid,
+                    doing,
+                    "no answer, and the session is gone"
+                );
+                return (server, doing, idle);
+            }
+            Ok(Err(e)) => {
+                warn!(slot, server, doing, error = %error_chain(&e),
+                    "no answer, and a second connection could not look at the session");
+                return (server, doing, idle);
+            }
+            Err(_) => {
+                warn!(
+                    slot,
+                    server,
+                    doing,
+                    waited_s = limit.as_secs(),
+                    "no answer, and none on a second connection either"
+                );
+                return (server, doing, idle);
+            }
+        }
+    }
+}
+
+/// Ends the sessions of earlier attempts on `server` (see
+/// [`END_SESSION_SQL`]) and waits until they are gone, so that the slot
+/// and its lock are free. Waits at most `opts.lock_wait` (then fails
+/// transiently: the next attempt goes on waiting, within
+/// `opts.reconnect_timeout`); `abandoned` keeps the sessions that remain.
+async fn end_abandoned(
+    client: &tokio_postgres::Client,
+    job: &SlotJob,
+    server: &'static str,
+    abandoned: &mut Vec<Backend>,
+    watchdog: &Watchdog,
+) -> Result<(), CdcError> {
+    let slot = job.slot.as_str();
+    let began = Instant::now();
+    let mut said: Option<bool> = None;
+    while let Some(b) = abandoned.iter().find(|b| b.server == server).cloned() {
+        watchdog.touch();
+        let row = match client
+            .query_opt(END_SESSION_SQL, &[&b.pid, &b.started, &b.application_name])
+            .await
+        {
+            Ok(row) => row,
+            Err(e) => {
+                warn!(slot, server, pid = b.pid, error = %e,
+                    "could not end this applier's abandoned session");
+                abandoned.retain(|a| *a != b);
+                continue;
+            }
+        };
+        let Some(row) = row else {
+            if said.is_some() {
+                info!(
+                    slot,
+                    server,
+                    pid = b.pid,
+                    "this applier's abandoned session ended"
+                );
+            }
+            abandoned.retain(|a| *a != b);
+            said = None;
+            continue;
+        };
+        let sync_rep: bool = row.get(0);
+        if said != Some(sync_rep) {
+            if sync_rep {
+                warn!(
+                    slot,
+                    server,
+                    pid = b.pid,
+                    "this applier's abandoned session waits for a synchronous standby to confirm its \
+                     commit; waiting for it"
+                );
+            } else {
+                warn!(
+                    slot,
+                    server,
+                    pid = b.pid,
+                    "ending this applier's abandoned session"
+                );
+            }
+            said = Some(sync_rep);
+        }
+        if began.elapsed() >= job.opts.lock_wait {
+            return Err(CdcError::AbandonedSession {
+                slot: slot.to_owned(),
+                server,
+                pid: b.pid,
+                waited_s: began.elapsed().as_secs_f64(),
+                sync_rep,
+            });
+        }
+        tokio::select! {
+            _ = job.cancel.cancelled() => return Err(CdcError::Cancelled),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    Ok(())
 }
 
 /// What a slot worker needs.
@@ -198,24 +443,22 @@ pub(crate) async fn run_slot(
     };
     let mut failing_since: Option<Instant> = None;
     let mut backoff = Duration::from_millis(250);
-    let mut abandoned = Sessions::default();
+    let mut abandoned: Vec<Backend> = Vec::new();
     let limit = job.opts.stall_timeout + job.opts.lock_timeout;
     loop {
         let before = (report.transactions, report.applied_end_lsn);
-        let mut sessions = Sessions::default();
-        let watchdog = Watchdog::new(limit);
+        let watchdog = Arc::new(Watchdog::new(limit));
         let outcome = {
             let mut running = Box::pin(session(
                 &job,
                 &mut report,
                 &watchdog,
                 &mut gate,
-                &abandoned,
-                &mut sessions,
+                &mut abandoned,
             ));
             tokio::select! {
                 r = &mut running => Some(r),
-                (server, doing, idle) = watchdog.expired() => Some(Err(CdcError::Stalled {
+                (server, doing, idle) = stalled(&job, &watchdog) => Some(Err(CdcError::Stalled {
                     slot: job.slot.clone(),
                     server,
                     doing,
@@ -229,10 +472,7 @@ pub(crate) async fn run_slot(
             }
         };
         // The next attempt ends what is left of this one's sessions.
-        abandoned = Sessions {
-            source: sessions.source.or(abandoned.source),
-            target: sessions.target.or(abandoned.target),
-        };
+        abandoned.extend(watchdog.backends());
         let Some(outcome) = outcome else {
             return Ok(report);
         };
@@ -279,27 +519,46 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// One connected attempt: connect, end the abandoned sessions of earlier
 /// attempts, lock the slot, then read, apply and advance until done.
-/// `sessions` gets this attempt's backends as soon as they are known.
+/// The watchdog gets this attempt's sessions as soon as they are known;
+/// `abandoned` keeps the earlier ones that could not be ended yet.
 async fn session(
     job: &SlotJob,
     report: &mut SlotReport,
-    watchdog: &Watchdog,
+    watchdog: &Arc<Watchdog>,
     gate: &mut Option<tokio::sync::mpsc::Sender<()>>,
-    abandoned: &Sessions,
-    sessions: &mut Sessions,
+    abandoned: &mut Vec<Backend>,
 ) -> Result<(), CdcError> {
     let slot = job.slot.as_str();
     let sets = job.sets();
+    // A name of this attempt's own: its sessions are told apart from any
+    // other client's, also behind a pooler that reuses server backends.
+    let name = attempt_name(slot);
     watchdog.step("source", "connecting");
-    let source = job.source.connect().await?;
-    sessions.source = backend(&source).await;
+    let source = job
+        .source
+        .clone()
+        .with_application_name(&name)
+        .connect()
+        .await?;
+    if let Some(b) = backend(&source, "source").await {
+        watchdog.record(b);
+    }
     let source_version = ServerVersion::query(&source).await?;
-    end_abandoned(&source, slot, "source", abandoned.source.clone()).await;
+    watchdog.step("source", "ending the abandoned sessions");
+    end_abandoned(&source, job, "source", abandoned, watchdog).await?;
     watchdog.step("target", "connecting");
-    let target = job.target.connect().await?;
-    sessions.target = backend(&target).await;
+    let target = job
+        .target
+        .clone()
+        .with_application_name(&name)
+        .connect()
+        .await?;
+    if let Some(b) = backend(&target, "target").await {
+        watchdog.record(b);
+    }
     let target_version = ServerVersion::query(&target).await?;
-    end_abandoned(&target, slot, "target", abandoned.target.clone()).await;
+    watchdog.step("target", "ending the abandoned sessions");
+    end_abandoned(&target, job, "target", abandoned, watchdog).await?;
     target
         .batch_execute(&session_sql(job.opts.lock_timeout))
         .await
@@ -349,7 +608,13 @@ async fn session(
         applied_end_lsn: applied,
     });
 
-    let mut applier = Applier::new(slot, target, target_version, job.opts.lock_timeout);
+    let mut applier = Applier::new(
+        slot,
+        target,
+        target_version,
+        job.opts.lock_timeout,
+        watchdog.clone(),
+    );
     let options = decoding_options(&sets);
     loop {
         if job.cancel.is_cancelled() {
@@ -716,6 +981,78 @@ mod tests {
             before
                 .to_string()
                 .starts_with("no answer from the source or the target for 360 s")
+        );
+    }
+
+    #[test]
+    fn a_session_is_working_only_when_running_and_not_waiting_on_us_or_a_lock() {
+        let activity = |state: Option<&str>, wait: Option<(&str, &str)>| Activity {
+            state: state.map(str::to_owned),
+            wait_event_type: wait.map(|w| w.0.to_owned()),
+            wait_event: wait.map(|w| w.1.to_owned()),
+        };
+        for (state, wait, working) in [
+            // Decoding WAL on CPU, reading it, or an LWLock: busy for us.
+            (Some("active"), None, true),
+            (Some("active"), Some(("IO", "WALRead")), true),
+            (Some("active"), Some(("LWLock", "WALWrite")), true),
+            // A commit waiting for a synchronous standby.
+            (Some("active"), Some(("IPC", "SyncRep")), true),
+            // Blocked on the network to pgmig: a stalled link.
+            (Some("active"), Some(("Client", "ClientWrite")), false),
+            (Some("active"), Some(("Client", "ClientRead")), false),
+            // Another session's lock: bounded by lock_timeout, not by us.
+            (Some("active"), Some(("Lock", "transactionid")), false),
+            // Waiting for a statement that never arrived.
+            (Some("idle"), Some(("Client", "ClientRead")), false),
+            (
+                Some("idle in transaction"),
+                Some(("Client", "ClientRead")),
+                false,
+            ),
+            (None, None, false),
+        ] {
+            let a = activity(state, wait);
+            assert_eq!(a.working(), working, "{a}");
+        }
+        assert_eq!(
+            activity(Some("active"), Some(("IPC", "SyncRep"))).to_string(),
+            "active, waiting on IPC/SyncRep"
+        );
+    }
+
+    #[test]
+    fn each_attempt_has_a_name_of_its_own() {
+        let a = attempt_name("pgmig_s1");
+        let b = attempt_name("pgmig_s1");
+        assert_ne!(a, b);
+        assert!(a.starts_with("pgmig cdc pgmig_s1 "), "{a}");
+        let long = attempt_name(&format!("{}\u{e9}\n", "x".repeat(80)));
+        assert!(long.len() <= MAX_NAME, "{long}");
+        assert!(
+            long.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+            "{long}"
+        );
+        let tag = long.rsplit(' ').next().unwrap();
+        assert_eq!(tag.len(), 12, "{long}");
+    }
+
+    #[test]
+    fn an_abandoned_session_that_does_not_end_is_retried() {
+        let err = CdcError::AbandonedSession {
+            slot: "s1".into(),
+            server: "target",
+            pid: 42,
+            waited_s: 10.0,
+            sync_rep: true,
+        };
+        assert!(err.is_transient() && !err.is_refusal());
+        assert!(
+            err.to_string().starts_with(
+                "slot s1: the session of an earlier attempt on the target (pid 42) did not end within 10 s; \
+                 its commit waits for a synchronous standby"
+            ),
+            "{err}"
         );
     }
 

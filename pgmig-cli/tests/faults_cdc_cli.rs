@@ -4,6 +4,9 @@
 //! - the network to the target cut in the middle of applying a batch, the
 //!   network to the source cut in the middle of reading one, and both
 //!   stalled (bytes stop, sockets stay open) — bounded by `--stall-timeout`;
+//! - slow but healthy work on both servers (a slot read built whole before
+//!   its first row, an apply the target works on) outlasting
+//!   `--stall-timeout`, which is waited for, not taken for a stall;
 //! - the target restarted with a fast shutdown under a following `cdc`, the
 //!   source restarted (fast, then immediate) under `cdc --until-caught-up`;
 //! - a target table locked by another session: `cdc` waits, gives up after
@@ -216,9 +219,10 @@ async fn network_cuts_and_stalls_during_cdc() {
         .await;
         proxy.stall();
         let accepted = proxy.accepted_connections();
-        // The watchdog fires and the applier tries a new connection.
+        // The watchdog fires, its second connection (to look at the
+        // session) gets no answer either, and the applier tries a new one.
         wait_until("cdc gives the stalled connection up", move || async move {
-            proxy.accepted_connections() > accepted
+            proxy.accepted_connections() > accepted + 1
         })
         .await;
         proxy.resume();
@@ -277,6 +281,111 @@ async fn network_cuts_and_stalls_during_cdc() {
     let out = cdc(&args).output().await.unwrap();
     assert_ok(&out, "cdc once the network is back");
     assert_equal(&lab, "at the end").await;
+}
+
+/// Slow but healthy server work is not a stall: with the smallest
+/// `--stall-timeout` (1 s, no `--lock-timeout`), a slot read that the
+/// source builds whole before its first row (one transaction of 3 million
+/// rows, measured here to keep the source silent for 2 s or more) and an
+/// apply the target works on for 3 s (a trigger that fires also under
+/// `session_replication_role = replica`) are waited for, not cut off and
+/// restarted: cdc ends caught up, without a reconnect, source equal to
+/// target and nothing applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_server_work_is_not_taken_for_a_stall() {
+    use pgmig_pglogical::SlotName;
+    use pgmig_pglogical::decoder::decoding_options;
+    use pgmig_pglogical::replication_set::{insert_truncate_set_name, update_delete_set_name};
+
+    skip_unless_available!(pglogical);
+    let lab = Lab3::start(DATA).await;
+    lab.setup_to_load("1").await;
+    let slot = lab
+        .source_sql("SELECT slot_name::text FROM pg_replication_slots WHERE plugin = 'pglogical'")
+        .await;
+
+    // The target sleeps 3 s on one row.
+    lab.target
+        .execute(
+            &lab.target_db,
+            "CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS \
+             $$BEGIN PERFORM pg_sleep(3); RETURN NEW; END$$; \
+             CREATE TRIGGER slow BEFORE INSERT ON public.ledger FOR EACH ROW \
+             WHEN (NEW.note = 'slow') EXECUTE FUNCTION public.slow(); \
+             ALTER TABLE public.ledger ENABLE ALWAYS TRIGGER slow",
+        )
+        .await
+        .unwrap();
+    // The source: one transaction whose rows are mostly in a table outside
+    // the migration. The slot's read decodes them all (and sends none)
+    // before the transaction's first row.
+    lab.source
+        .execute(
+            &lab.db,
+            "CREATE TABLE public.scratch (k int); \
+             BEGIN; \
+             INSERT INTO public.ledger VALUES (1, 'slow'); \
+             INSERT INTO public.scratch SELECT g FROM generate_series(1, 3000000) g; \
+             INSERT INTO public.ledger SELECT g, 'big' FROM generate_series(2, 20001) g; \
+             COMMIT",
+        )
+        .await
+        .unwrap();
+
+    // How long the source works on the read before it can send a row: the
+    // same read, counted on the server (it does not consume the slot).
+    let name = SlotName::new(slot.clone()).unwrap();
+    let sets = [
+        update_delete_set_name(&name),
+        insert_truncate_set_name(&name),
+    ];
+    let options = decoding_options(&[sets[0].as_str(), sets[1].as_str()]);
+    let client = lab.source.connect(&lab.db).await.unwrap();
+    let began = Instant::now();
+    let rows: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_logical_slot_peek_changes($1::name, NULL, 10000, \
+             VARIADIC $2::text[])",
+            &[&slot, &options],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let silent = began.elapsed();
+    drop(client);
+    eprintln!("the slot read of {rows} rows keeps the source silent for {silent:?}");
+    assert!(rows > 20_000, "{rows}");
+    assert!(
+        silent >= Duration::from_secs(2),
+        "the slot read took only {silent:?}: too fast to prove anything"
+    );
+
+    let out = lab
+        .pgmig(&[
+            "-v",
+            "--json",
+            "cdc",
+            "--until-caught-up",
+            "--stall-timeout",
+            "1",
+            "--lock-timeout",
+            "0",
+        ])
+        .await;
+    assert_ok(&out, "cdc with slow but healthy servers");
+    assert_eq!(reconnects(&out), 0, "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for server in ["source", "target"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("the server is working on it") && l.contains(server)),
+            "the watchdog did not look at the busy {server}:\n{}",
+            text(&out)
+        );
+    }
+    assert!(!stderr.contains("no answer from"), "{}", text(&out));
+    assert_equal(&lab, "after slow but healthy server work").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,8 +48,11 @@ pub struct CdcArgs {
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub lock_timeout: u64,
     /// Seconds without any answer from the source or the target (plus
-    /// --lock-timeout) after which a connection counts as lost and is
-    /// reopened: catches a hung server or network that TCP does not report.
+    /// --lock-timeout) after which pgmig looks at its session from a second
+    /// connection: a server still running pgmig's statement (a long slot
+    /// advance or read, a large apply) is waited for; otherwise the
+    /// connection counts as lost and is reopened. Catches a hung server or
+    /// network that TCP does not report.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub stall_timeout: u64,
 }
@@ -183,7 +186,7 @@ pub async fn run(global: &GlobalArgs, args: &CdcArgs) -> anyhow::Result<Outcome>
         print_dry_run(&statements, global.json)?;
         return Ok(Outcome::Success);
     }
-    refuse_other_source(&settings).await?;
+    refuse_other_source(&settings, opts.stall_timeout + opts.lock_timeout).await?;
     let cancel = CancellationToken::new();
     let work = run_cdc(
         &source,
@@ -256,11 +259,11 @@ pub async fn cutover(global: &GlobalArgs, args: &CutoverArgs) -> anyhow::Result<
         );
         return Ok(Outcome::Success);
     }
-    refuse_other_source(&settings).await?;
     let opts = CdcOptions {
         batch_changes: args.batch.max(1),
         ..CdcOptions::default()
     };
+    refuse_other_source(&settings, opts.stall_timeout + opts.lock_timeout).await?;
     let say = |line: String| {
         if !global.json {
             println!("{line}");
@@ -384,15 +387,29 @@ pub async fn cutover(global: &GlobalArgs, args: &CutoverArgs) -> anyhow::Result<
 /// wiring mistake: another server, or source and target swapped) before
 /// any slot is read or anything is written. A target without a migration is
 /// left to the step itself, which says to run `pgmig setup` first, and so
-/// is a server that cannot be reached yet (the step reconnects).
-async fn refuse_other_source(settings: &Settings) -> anyhow::Result<()> {
+/// is a server that refuses the connection now (the step reports it, or
+/// reconnects). The whole check, connects included, is bounded by `limit`:
+/// a server that accepts but never answers fails it clearly, never skips
+/// it.
+async fn refuse_other_source(settings: &Settings, limit: Duration) -> anyhow::Result<()> {
+    match tokio::time::timeout(limit, check_source(settings)).await {
+        Ok(checked) => checked,
+        Err(_) => Err(classify(CdcError::Stalled {
+            slot: String::new(),
+            server: "source or the target",
+            doing: "checking that the source is the migration's",
+            idle_s: limit.as_secs_f64(),
+        })),
+    }
+}
+
+async fn check_source(settings: &Settings) -> anyhow::Result<()> {
     use pgmig_pglogical::{Error, Refusal};
-    // A server that cannot be reached now is left to the step's own
-    // reconnecting; the check runs whenever both answer.
-    let reach = |role| tokio::time::timeout(Duration::from_secs(10), connect(settings, role));
-    let (Ok(Ok(source)), Ok(Ok(target))) = (
-        reach(ServerRole::Source).await,
-        reach(ServerRole::Target).await,
+    // A server that refuses the connection now is left to the step: it
+    // says so (or reconnects); the check runs whenever both answer.
+    let (Ok(source), Ok(target)) = (
+        connect(settings, ServerRole::Source).await,
+        connect(settings, ServerRole::Target).await,
     ) else {
         return Ok(());
     };
