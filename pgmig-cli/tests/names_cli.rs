@@ -18,7 +18,6 @@
 //! refused before anything changes. A second test runs the migration
 //! between databases whose own names are hostile.
 
-
 mod common;
 
 use common::{Lab3, assert_exit, assert_ok, files_under, text};
