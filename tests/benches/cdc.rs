@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pgmig_testkit::{Cluster, ClusterSpec, workspace_root};
+use pgmig_testkit::{Cluster, workspace_root};
 use serde_json::{Value, json};
 
 mod support;
@@ -456,21 +456,7 @@ async fn bench(args: Args) -> Result<bool, String> {
         return Err(format!("{} not found", psql.display()));
     }
     let load_start = loadavg();
-    say("starting the lab: PG15 source with pglogical, its streaming replica, a PG15 target");
-    let source = ClusterSpec::source_pg15()
-        .start()
-        .await
-        .map_err(lab_err("starting the source"))?;
-    let (replica, target) = tokio::join!(
-        source.create_replica(),
-        ClusterSpec::new(15).label("target").start()
-    );
-    let replica = replica.map_err(lab_err("starting the replica"))?;
-    let target = target.map_err(lab_err("starting the target"))?;
-    let db = source
-        .create_database("bench")
-        .await
-        .map_err(lab_err("creating the source database"))?;
+    let (source, replica, target, db) = support::start_lab().await?;
     let tdb = target
         .create_database("bench_pgmig")
         .await

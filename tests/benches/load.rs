@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use pgmig_testkit::{Cluster, ClusterSpec, LAB_HOST, LAB_SUPERUSER, lab_base_dir, workspace_root};
+use pgmig_testkit::{Cluster, LAB_HOST, LAB_SUPERUSER, lab_base_dir, workspace_root};
 use serde_json::{Value, json};
 
 mod support;
@@ -1035,22 +1035,8 @@ async fn bench(args: Args) -> Result<bool, String> {
     };
 
     let load_at_start = loadavg();
-    say("starting the lab: PG15 source with pglogical, its streaming replica, a PG15 target");
-    let source = ClusterSpec::source_pg15()
-        .start()
-        .await
-        .map_err(lab_err("starting the source"))?;
-    let (replica, target) = tokio::join!(
-        source.create_replica(),
-        ClusterSpec::new(15).label("target").start()
-    );
-    let replica = replica.map_err(lab_err("starting the replica"))?;
-    let target = target.map_err(lab_err("starting the target"))?;
+    let (source, replica, target, db) = support::start_lab().await?;
 
-    let db = source
-        .create_database("bench")
-        .await
-        .map_err(lab_err("creating the source database"))?;
     say(format!(
         "building the workload at scale {} ({})",
         args.scale,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use pgmig_testkit::workspace_root;
+use pgmig_testkit::{Cluster, ClusterSpec, workspace_root};
 use serde_json::Value;
 
 /// Runs a bench binary: parses the arguments with `parse` (`Ok(None)`: not
@@ -135,4 +135,26 @@ pub fn ram_gib() -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0 / 1024.0)
+}
+
+/// Starts the benches' lab — a PG15 source with pglogical, its streaming
+/// replica, a PG15 target — and creates database `bench` on the source:
+/// `(source, replica, target, db)`.
+pub async fn start_lab() -> Result<(Cluster, Cluster, Cluster, String), String> {
+    say("starting the lab: PG15 source with pglogical, its streaming replica, a PG15 target");
+    let source = ClusterSpec::source_pg15()
+        .start()
+        .await
+        .map_err(lab_err("starting the source"))?;
+    let (replica, target) = tokio::join!(
+        source.create_replica(),
+        ClusterSpec::new(15).label("target").start()
+    );
+    let replica = replica.map_err(lab_err("starting the replica"))?;
+    let target = target.map_err(lab_err("starting the target"))?;
+    let db = source
+        .create_database("bench")
+        .await
+        .map_err(lab_err("creating the source database"))?;
+    Ok((source, replica, target, db))
 }
