@@ -178,13 +178,20 @@ impl ConnConfig {
                     && !is_password_key(&pair.key)
                     && embedded_password(&pair.value).is_some()
                 {
-                    return Err(ConfigError::Invalid {
-                        reason: format!(
+                    // Right after an unquoted password the "key" may be the
+                    // rest of that password: name no key then.
+                    let reason = if pair.after_password {
+                        "a value after the password holds \"password=\"; quote a password that \
+                         holds spaces: password='...'"
+                            .to_owned()
+                    } else {
+                        format!(
                             "the value of {:?} holds \"password=\": is a space missing before it? \
                              (quote the value if it is meant)",
                             conninfo::mask_credentials(&pair.key, "")
-                        ),
-                    });
+                        )
+                    };
+                    return Err(ConfigError::Invalid { reason });
                 }
                 cfg.set(&pair.key, &pair.value).map_err(|e| match e {
                     // The "keyword" may be the rest of an unquoted password.

@@ -255,6 +255,11 @@ fn rejects_malformed_strings() {
             "invalid connection string: unknown keyword after the password; quote a password that holds spaces: password='...'",
         ),
         (
+            // The "key" after an unquoted password is part of it: not named.
+            "password=ab cd=efpassword=gh",
+            "invalid connection string: a value after the password holds \"password=\"; quote a password that holds spaces: password='...'",
+        ),
+        (
             "postgres://h:abc/db",
             r#"invalid value "abc" for connection option "port": expected a port number (1-65535)"#,
         ),
