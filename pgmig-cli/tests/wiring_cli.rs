@@ -84,13 +84,27 @@ impl Wiring {
                (SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension),
                (SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace),
                (SELECT count(*) FROM pg_class)::text,
-               (SELECT max(xmin::text::bigint) FROM pg_class)::text)";
+               (SELECT max(xmin::text::bigint) FROM pg_class)::text,
+               (SELECT string_agg(t || '=' || (xpath('/row/c/text()', query_to_xml(format(
+                   'SELECT coalesce(md5(string_agg(x::text, ''|'' ORDER BY x::text)), ''empty'') AS c FROM %s x', t),
+                   false, true, '')))[1]::text, ',' ORDER BY t)
+                  FROM unnest(ARRAY['pglogical.node', 'pglogical.node_interface', 'pglogical.local_node',
+                                    'pglogical.replication_set', 'pglogical.replication_set_table',
+                                    'pgmig.migration', 'pgmig.step_log']) t
+                 WHERE to_regclass(t) IS NOT NULL))";
         const REPLICA: &str =
             "SELECT pg_is_wal_replay_paused()::text || ' ' || pg_get_wal_replay_pause_state()";
         const TARGET: &str = "SELECT concat_ws(' | ',
                (SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace),
                (SELECT count(*) FROM pg_class)::text,
-               (SELECT max(xmin::text::bigint) FROM pg_class)::text)";
+               (SELECT max(xmin::text::bigint) FROM pg_class)::text,
+               (SELECT string_agg(t || '=' || (xpath('/row/c/text()', query_to_xml(format(
+                   'SELECT coalesce(md5(string_agg(x::text, ''|'' ORDER BY x::text)), ''empty'') AS c FROM %s x', t),
+                   false, true, '')))[1]::text, ',' ORDER BY t)
+                  FROM unnest(ARRAY['pglogical.node', 'pglogical.node_interface', 'pglogical.local_node',
+                                    'pglogical.replication_set', 'pglogical.replication_set_table',
+                                    'pgmig.migration', 'pgmig.step_log']) t
+                 WHERE to_regclass(t) IS NOT NULL))";
         let l = &self.lab;
         let mut out = Vec::new();
         out.push(format!("source: {}", one(&l.source, &l.db, SOURCE).await));

@@ -108,7 +108,9 @@ async fn done_steps(settings: &Settings) -> Vec<String> {
 }
 
 /// Records a step's status; false when the target has no step log yet
-/// (before setup creates pgmig's state).
+/// (before setup creates pgmig's state), or when the state there is not of
+/// a migration from this source (a wrongly wired run writes nothing into
+/// another migration's log).
 async fn record(settings: &Settings, step: &str, status: &str, detail: Option<&str>) -> bool {
     let Ok(target) = connect(settings, ServerRole::Target).await else {
         return false;
@@ -119,11 +121,35 @@ async fn record(settings: &Settings, step: &str, status: &str, detail: Option<&s
     {
         return false;
     }
+    if !state_is_of_this_source(settings, &target).await {
+        return false;
+    }
     if let Err(e) = state::log_step(&target, &format!("run:{step}"), status, detail).await {
         eprintln!("note: could not record step {step} as {status} in the target: {e}");
         return false;
     }
     true
+}
+
+/// Whether the target's recorded migration is from the configured source
+/// (its system identifier and database); false when either cannot be read.
+async fn state_is_of_this_source(settings: &Settings, target: &tokio_postgres::Client) -> bool {
+    let Ok(Some(m)) = state::load_migration(target).await else {
+        return false;
+    };
+    let Ok(source) = connect(settings, ServerRole::Source).await else {
+        return false;
+    };
+    let Ok(id) = pgmig_core::admin::system_identifier(&source).await else {
+        return false;
+    };
+    let Ok(row) = source
+        .query_one("SELECT current_database()::text", &[])
+        .await
+    else {
+        return false;
+    };
+    m.source_system_identifier == id && m.source_database == row.get::<_, String>(0)
 }
 
 /// Runs phase I, or prints its statements.
