@@ -13,9 +13,6 @@ use crate::cli::{GlobalArgs, SetupArgs};
 use crate::exit::{Outcome, UsageError};
 use crate::settings::Settings;
 
-/// How many table names a "target already holds data" refusal shows.
-const SHOWN_TABLES: usize = 5;
-
 /// Refuses servers wired the wrong way before anything changes anywhere:
 /// a source that is a standby; a replica (when configured) that is not a
 /// standby or streams from another primary — which is also how source and
@@ -84,20 +81,12 @@ pub(crate) async fn refuse_wrong_wiring(
         let version = ServerVersion::query(target).await?;
         let tables = list_tables(target, version).await?;
         if !tables.is_empty() {
-            let mut names: Vec<String> = tables
-                .iter()
-                .take(SHOWN_TABLES)
-                .map(|t| t.table.to_string())
-                .collect();
-            if tables.len() > SHOWN_TABLES {
-                names.push(format!("and {} more", tables.len() - SHOWN_TABLES));
-            }
             return Err(UsageError(format!(
                 "the target already holds data: {} user table(s) ({}) and no pgmig state, so it is \
                  not this migration's target (an unrelated database, or --source and --target \
                  swapped); pgmig never overwrites existing data: point --target at an empty database",
                 tables.len(),
-                names.join(", ")
+                pgmig_pglogical::preflight::name_some_tables(&tables)
             ))
             .into());
         }

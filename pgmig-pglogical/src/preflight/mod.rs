@@ -44,7 +44,7 @@ pub use replica::check_replica;
 pub use report::Report;
 pub use slots::check_existing_slots;
 pub use source::{PGLOGICAL_WORKER_MARGIN, WalLevel, check_source};
-pub use target::check_target;
+pub use target::{check_target, name_some_tables};
 
 /// The `source.privileges` finding alone: a superuser, or a role with each
 /// grant pgmig needs on the source — `REPLICATION`, `USAGE` on schema

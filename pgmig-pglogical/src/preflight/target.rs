@@ -215,6 +215,20 @@ pub(crate) fn state_finding(m: Option<&pgmig_core::state::MigrationRecord>) -> F
     }
 }
 
+/// The first tables of `tables` by name, and how many more: `a.t, b.u and
+/// 3 more` — for messages about a target that already holds data.
+pub fn name_some_tables(tables: &[TableInfo]) -> String {
+    let mut names: Vec<String> = tables
+        .iter()
+        .take(SHOWN_TABLES)
+        .map(|t| t.table.to_string())
+        .collect();
+    if tables.len() > SHOWN_TABLES {
+        names.push(format!("and {} more", tables.len() - SHOWN_TABLES));
+    }
+    names.join(", ")
+}
+
 /// Judges the target's tables (already without schemas `pgmig`,
 /// `pglogical` and the system's); pure.
 pub(crate) fn judge_empty(tables: &[TableInfo], has_state_schema: bool) -> Finding {
@@ -227,14 +241,6 @@ pub(crate) fn judge_empty(tables: &[TableInfo], has_state_schema: bool) -> Findi
         };
         return Finding::ok(TARGET, id, summary);
     }
-    let mut names: Vec<String> = tables
-        .iter()
-        .take(SHOWN_TABLES)
-        .map(|t| t.table.to_string())
-        .collect();
-    if tables.len() > SHOWN_TABLES {
-        names.push(format!("and {} more", tables.len() - SHOWN_TABLES));
-    }
     Finding::blocker(
         TARGET,
         id,
@@ -242,7 +248,7 @@ pub(crate) fn judge_empty(tables: &[TableInfo], has_state_schema: bool) -> Findi
             "target already holds data: {} user table{} ({})",
             tables.len(),
             if tables.len() == 1 { "" } else { "s" },
-            names.join(", ")
+            name_some_tables(tables)
         ),
     )
     .with_fix(
