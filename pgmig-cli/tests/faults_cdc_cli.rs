@@ -283,8 +283,10 @@ async fn network_cuts_and_stalls_during_cdc() {
     assert_equal(&lab, "at the end").await;
 }
 
-/// Slow but healthy server work is not a stall: with the smallest
-/// `--stall-timeout` (1 s, no `--lock-timeout`), a slot read that the
+/// Slow but healthy server work is not a stall: with a short
+/// `--stall-timeout` (2 s, no `--lock-timeout`; with 1 s on a loaded
+/// 2-core machine the watchdog sometimes looked just as the target finished
+/// and took its "waiting for the client" for a stall), a slot read that the
 /// source builds whole before its first row (one transaction of 3 million
 /// rows, measured here to keep the source silent for 2 s or more) and an
 /// apply the target works on for 3 s (a trigger that fires also under
@@ -367,7 +369,7 @@ async fn slow_server_work_is_not_taken_for_a_stall() {
             "cdc",
             "--until-caught-up",
             "--stall-timeout",
-            "1",
+            "2",
             "--lock-timeout",
             "0",
         ])
